@@ -1,0 +1,32 @@
+# One command each on a fresh Debian machine:
+#   make demo   installs what it needs, then runs `emotf demo` (no EMhub, no GPU)
+#   make test   installs what the tests need, then runs the test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint system venv clean-venv
+
+system:
+	bash scripts/install-system-deps.sh
+
+$(BIN)/emotf: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test,cluster]"
+	touch $(BIN)/emotf
+
+venv: $(BIN)/emotf
+
+demo: system venv
+	$(BIN)/emotf demo
+
+test: system venv
+	$(BIN)/pytest -q
+
+lint: venv
+	$(BIN)/ruff check emotf tests
+	$(BIN)/mypy
+
+clean-venv:
+	rm -rf $(VENV)

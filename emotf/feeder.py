@@ -1,0 +1,130 @@
+"""Movie detection and batching: turn a growing session folder into batch manifests.
+
+* :class:`MovieScanner` finds movies matching the configured globs and reports each one once,
+  when it is complete: unmodified for ``settle_seconds`` and the same size as at the last scan.
+* :class:`Batcher` groups complete movies into manifests of ``size`` movies, or fewer when the
+  oldest waiting movie has waited ``tail_seconds`` (or when flushing at the end).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .batches import Manifest, MovieEntry, list_batches, manifest_path, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime: float
+    found: float
+
+
+class MovieScanner:
+    """Report each complete movie under ``session_dir`` exactly once."""
+
+    def __init__(
+        self, session_dir: Path, globs: list[str], settle_seconds: float, known: set[str]
+    ) -> None:
+        self.session_dir = Path(session_dir)
+        self.globs = list(globs)
+        self.settle = float(settle_seconds)
+        self.known = set(known)  # keys already handed out (e.g. in existing manifests)
+        self._seen: dict[str, _Seen] = {}
+
+    def _candidates(self) -> list[Path]:
+        found: dict[str, Path] = {}
+        for pattern in self.globs:
+            for path in self.session_dir.glob(pattern):
+                found.setdefault(str(path), path)
+        return [found[k] for k in sorted(found)]
+
+    def total_seen(self) -> int:
+        """Movies found so far, complete or not (including those handed out earlier)."""
+        return len(self.known | set(self._seen))
+
+    def scan(self, now: float | None = None) -> list[MovieEntry]:
+        now = time.time() if now is None else now
+        complete: list[MovieEntry] = []
+        for path in self._candidates():
+            key = path.relative_to(self.session_dir).as_posix()
+            if key in self.known:
+                continue
+            try:
+                st = path.stat()  # follows symlinks; a dangling or looping link raises
+                size, mtime = st.st_size, st.st_mtime
+            except OSError as exc:
+                # Unreadable entries still count: import records the reason as a failure.
+                log.warning("cannot stat movie %s: %s", path, exc)
+                size, mtime = -1, 0.0
+            seen = self._seen.get(key)
+            if seen is None:
+                self._seen[key] = seen = _Seen(size, mtime, now)
+                settled = now - mtime >= self.settle
+            else:
+                unchanged = seen.size == size and seen.mtime == mtime
+                if not unchanged:
+                    seen.size, seen.mtime = size, mtime
+                settled = unchanged and now - max(mtime, 0.0) >= self.settle
+            if settled:
+                complete.append(
+                    MovieEntry(
+                        key=key,
+                        path=os.fspath(path),
+                        size=size,
+                        mtime=mtime,
+                        found=seen.found,
+                        stable=now,
+                    )
+                )
+                self.known.add(key)
+                del self._seen[key]
+        return complete
+
+
+class Batcher:
+    """Cut complete movies into immutable manifests under ``out_dir/batches``."""
+
+    def __init__(self, out_dir: Path, size: int, tail_seconds: float) -> None:
+        self.out_dir = Path(out_dir)
+        self.size = int(size)
+        self.tail = float(tail_seconds)
+        self.pending: list[MovieEntry] = []
+        existing = list_batches(self.out_dir)
+        self._next = int(existing[-1][1:]) + 1 if existing else 1
+
+    def assigned_keys(self) -> set[str]:
+        """Keys of every movie already in a manifest on disk."""
+        keys: set[str] = set()
+        for batch in list_batches(self.out_dir):
+            manifest = read_manifest(manifest_path(self.out_dir, batch))
+            keys.update(m.key for m in manifest.movies)
+        return keys
+
+    def add(self, movies: list[MovieEntry]) -> None:
+        self.pending.extend(movies)
+
+    def cut(self, now: float | None = None, flush: bool = False) -> list[Manifest]:
+        now = time.time() if now is None else now
+        made: list[Manifest] = []
+        while len(self.pending) >= self.size:
+            made.append(self._write(self.pending[: self.size]))
+            self.pending = self.pending[self.size :]
+        if self.pending:
+            waited = now - min(m.stable for m in self.pending)
+            if flush or waited >= self.tail:
+                made.append(self._write(self.pending))
+                self.pending = []
+        return made
+
+    def _write(self, movies: list[MovieEntry]) -> Manifest:
+        manifest = write_manifest(self.out_dir, movies, self._next)
+        self._next += 1
+        log.info("batch %s: %d movies", manifest.batch, len(movies))
+        return manifest

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages emotf's CPU pipeline and tests use, if they are missing:
+#   relion        RELION's own motion correction and LoG picker (CPU backends)
+#   redis-server  for the EMhub worker integration tests
+set -euo pipefail
+need=()
+command -v relion_run_motioncorr >/dev/null 2>&1 || need+=(relion)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+for extra in "$@"; do
+  dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
+done
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "installing Debian packages: ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"

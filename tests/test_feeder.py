@@ -1,0 +1,96 @@
+"""Movie detection and batching: complete movies only, each exactly once, immutable batches."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from emotf.batches import ManifestError, list_batches, manifest_path, read_manifest, write_manifest
+from emotf.feeder import Batcher, MovieScanner
+
+GLOBS = ["Images-Disc*/GridSquare_*/Data/*_fractions.tiff"]
+
+
+def make_movie(root: Path, name: str, size: int = 100, age: float = 100.0) -> Path:
+    path = root / "Images-Disc1" / "GridSquare_1" / "Data" / f"{name}_fractions.tiff"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_old_movies_are_complete_at_first_scan(tmp_path: Path) -> None:
+    make_movie(tmp_path, "a")
+    make_movie(tmp_path, "b")
+    scanner = MovieScanner(tmp_path, GLOBS, settle_seconds=5, known=set())
+    found = scanner.scan()
+    assert [m.key.split("/")[-1] for m in found] == ["a_fractions.tiff", "b_fractions.tiff"]
+    assert scanner.scan() == []  # reported once only
+    assert scanner.total_seen() == 2
+
+
+def test_growing_movie_waits_until_unchanged(tmp_path: Path) -> None:
+    path = make_movie(tmp_path, "g", age=0)
+    scanner = MovieScanner(tmp_path, GLOBS, settle_seconds=5, known=set())
+    now = time.time()
+    assert scanner.scan(now) == []
+    with open(path, "ab") as handle:  # still being written
+        handle.write(b"more")
+    assert scanner.scan(now + 6) == []  # size changed since the last scan
+    stamp = now + 1
+    os.utime(path, (stamp, stamp))
+    assert scanner.scan(now + 7) == []  # unchanged size, but changed mtime
+    done = scanner.scan(now + 8)
+    assert len(done) == 1 and done[0].size == 104
+    assert scanner.total_seen() == 1
+
+
+def test_known_movies_are_skipped(tmp_path: Path) -> None:
+    a = make_movie(tmp_path, "a")
+    make_movie(tmp_path, "b")
+    key = a.relative_to(tmp_path).as_posix()
+    scanner = MovieScanner(tmp_path, GLOBS, settle_seconds=1, known={key})
+    assert [m.key for m in scanner.scan()] == [key.replace("a_", "b_")]
+
+
+def test_batcher_cuts_full_batches_and_tail(tmp_path: Path) -> None:
+    session = tmp_path / "raw"
+    out = tmp_path / "out"
+    for n in range(5):
+        make_movie(session, f"m{n}")
+    movies = MovieScanner(session, GLOBS, 1, set()).scan()
+    batcher = Batcher(out, size=2, tail_seconds=30)
+    batcher.add(movies)
+    now = time.time()
+    made = batcher.cut(now)
+    assert [m.batch for m in made] == ["b000001", "b000002"]
+    assert len(batcher.pending) == 1
+    assert batcher.cut(now + 10) == []  # tail not old enough
+    tail = batcher.cut(now + 31)
+    assert [len(m.movies) for m in tail] == [1]
+    assert list_batches(out) == ["b000001", "b000002", "b000003"]
+    all_keys = [m.key for b in list_batches(out) for m in read_manifest(manifest_path(out, b)).movies]
+    assert sorted(all_keys) == sorted(m.key for m in movies)  # each movie exactly once
+    # a restarted batcher continues numbering and knows what was handed out
+    again = Batcher(out, size=2, tail_seconds=30)
+    assert again.assigned_keys() == set(all_keys)
+    assert again.cut(now, flush=True) == []
+
+
+def test_manifests_are_immutable(tmp_path: Path) -> None:
+    session = tmp_path / "raw"
+    make_movie(session, "a")
+    movies = MovieScanner(session, GLOBS, 1, set()).scan()
+    write_manifest(tmp_path, movies, 1)
+    with pytest.raises(ManifestError, match="immutable"):
+        write_manifest(tmp_path, movies, 1)
+    with pytest.raises(ManifestError, match="empty"):
+        write_manifest(tmp_path, [], 2)
+    bad = manifest_path(tmp_path, "b000003")
+    bad.write_text("{not json")
+    with pytest.raises(ManifestError, match="b000003"):
+        read_manifest(bad)
