@@ -1,0 +1,48 @@
+"""``emotf worker``: the EMhub worker service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .client import EmhubClient
+from .session_task import session_handler
+from .settings import load_settings
+from .specs import host_specs
+from .worker import HandlerFactory, Worker
+
+log = logging.getLogger(__name__)
+
+# Task names this worker handles. Anything else ends with an error event.
+REGISTRY: dict[str, HandlerFactory] = {"session": session_handler}
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings(Path(args.config) if args.config else None)
+    emhub = settings["emhub"]
+    if args.name:
+        emhub["worker"] = args.name
+    client = EmhubClient(emhub["url"], emhub["user"], emhub["password"], emhub["worker"])
+    worker = Worker(client, dict(REGISTRY), specs=host_specs(), settings=settings)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.warning("signal %d: shutting down (running tasks stay pending)", signum)
+        worker.shutdown(wait=0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("emotf worker %s starting (server %s)", emhub["worker"], emhub["url"])
+    worker.run()
+    worker.shutdown()
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("worker", help="run the EMhub worker (a long-running service)")
+    p.add_argument("--config", help="worker configuration YAML (see emotf.emhub.settings)")
+    p.add_argument("--name", help="worker name registered in EMhub (default: hostname)")
+    p.set_defaults(func=cmd_worker)

@@ -1,0 +1,168 @@
+"""The ``session`` task: ``otf`` runs a session's on-the-fly processing, ``stop`` ends it.
+
+Task args (EMhub adds ``session_id``): ``{"action": "otf", "session_id": N}``, optional
+``"stop": 1`` (stop that session's OTF) or ``{"action": "stop", "session_id": N}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..otf import OtfOptions, OtfSession, Status
+from ..project import prepare_folder
+from ..stats import session_stats
+from .client import EmhubError, Task
+from .paths import otf_paths
+from .worker import Reporter, TaskError, Worker
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("otf", "stop")
+
+
+def session_id_of(task: Task) -> int:
+    value = task.args.get("session_id")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TaskError(
+            f"task {task.id}: session_id must be an integer, got {type(value).__name__}"
+        )
+    try:
+        number = int(value)
+    except ValueError:
+        raise TaskError(
+            f"task {task.id}: session_id {str(value)[:40]!r} is not an integer"
+        ) from None
+    if number <= 0:
+        raise TaskError(f"task {task.id}: session_id must be positive")
+    return number
+
+
+def acquisition_overrides(session: dict[str, Any]) -> dict[str, Any]:
+    """Fallback optics from the EMhub session (used for movies without EPU XML)."""
+    acq = session.get("acquisition") or {}
+    out: dict[str, Any] = {}
+    for key, name in (("voltage", "voltage"), ("cs", "cs"), ("pixel_size", "pixel_size"),
+                      ("dose", "dose_per_frame")):  # fmt: skip
+        try:
+            value = float(acq[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if value > 0:
+            out[name] = value
+    return {"acquisition": out} if out else {}
+
+
+class StopTask:
+    """``action: stop``: stop the running ``otf`` task of the same session."""
+
+    def __init__(self, worker: Worker, task: Task, session_id: int) -> None:
+        self.worker, self.task, self.session_id = worker, task, session_id
+
+    def run(self) -> dict[str, Any]:
+        targets = self.worker.handlers_of(
+            lambda r: isinstance(r.handler, OtfTask) and r.handler.session_id == self.session_id
+        )
+        for item in targets:
+            item.handler.stop(user=True)
+        for item in targets:
+            item.thread.join(120)
+        return {"status": "stopped" if targets else "nothing to stop", "stopped": len(targets)}
+
+    def stop(self, user: bool = True) -> None:
+        pass
+
+
+class OtfTask:
+    def __init__(self, worker: Worker, task: Task, report: Reporter, session_id: int) -> None:
+        self.worker, self.task, self.report = worker, task, report
+        self.session_id = session_id
+        self.settings: dict[str, Any] = dict(worker.settings.get("otf", {}))
+        self._stop = threading.Event()
+        self._user_stop = False
+        self.otf: OtfSession | None = None
+        self._last_sent: tuple[float, str] = (0.0, "")
+        self.session: dict[str, Any] = {}
+
+    def stop(self, user: bool = True) -> None:
+        self._user_stop = self._user_stop or user
+        self._stop.set()
+        if self.otf is not None:
+            self.otf.request_stop()
+
+    def _prepare(self) -> OtfSession:
+        client = self.worker.client
+        try:
+            self.session = client.get_session(self.session_id)
+            sessions_config = client.get_config("sessions")
+        except EmhubError as exc:
+            raise TaskError(f"session {self.session_id}: {exc}") from exc
+        raw, out, overrides, profile = otf_paths(
+            self.session, sessions_config, self.settings, self._microscope()
+        )
+        config = prepare_folder(out, raw, {**acquisition_overrides(self.session), **overrides})
+        options = OtfOptions(
+            idle_timeout=float(self.settings.get("idle_timeout", 1800)),
+            poll_interval=float(self.settings.get("poll_interval", 5)),
+            profile=profile,
+        )
+        return OtfSession(out, config, options)
+
+    def _microscope(self) -> str | None:
+        if not self.settings.get("microscopes"):
+            return None
+        names = {r.get("id"): r.get("name") for r in self.worker.client.get_resources()}
+        name = names.get(self.session.get("resource_id"))
+        return str(name) if name else None
+
+    def _extra(self, status: Status, out_dir: Path) -> dict[str, Any]:
+        extra = self.session.get("extra") or {}
+        raw = dict(extra.get("raw") or {})
+        assert self.otf is not None
+        raw.update(self.otf.raw_stats())
+        otf = dict(extra.get("otf") or {})
+        otf.update(path=str(out_dir), status=otf.get("status") or "created")
+        emotf = {**status.as_dict(), "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+        emotf["stats"] = session_stats(self.otf.progress.results())
+        return {"raw": raw, "otf": otf, "emotf": emotf}
+
+    def _publish(self, status: Status, force: bool = False) -> None:
+        assert self.otf is not None
+        event = status.as_dict()
+        key = repr(sorted(event.items()))
+        interval = float(self.settings.get("report_interval", 30))
+        last_time, last_key = self._last_sent
+        if not force and key == last_key and time.time() - last_time < interval:
+            return
+        self.report(event)
+        try:
+            self.worker.client.update_session_extra(
+                self.session_id, self._extra(status, self.otf.out_dir)
+            )
+        except EmhubError as exc:
+            log.warning("session %d: extra not updated (%s)", self.session_id, exc)
+            return  # retried at the next progress tick: the newest state wins
+        self._last_sent = (time.time(), key)
+
+    def run(self) -> dict[str, Any] | None:
+        self.otf = self._prepare()
+        if self._stop.is_set():
+            self.otf.request_stop()
+        status = self.otf.run_loop(self._publish)
+        if status.state == "stopped" and not self._user_stop:
+            return None  # worker shutdown: the task stays pending and resumes later
+        self._publish(status, force=True)
+        return {**status.as_dict(), "otf_path": str(self.otf.out_dir)}
+
+
+def session_handler(worker: Worker, task: Task, report: Reporter) -> OtfTask | StopTask:
+    action = task.args.get("action")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise TaskError(f"unknown session action {str(action)[:60]!r}; known: {', '.join(ACTIONS)}")
+    session_id = session_id_of(task)
+    if action == "stop" or task.args.get("stop"):
+        return StopTask(worker, task, session_id)
+    return OtfTask(worker, task, report, session_id)
