@@ -14,7 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .batches import Manifest, MovieEntry, list_batches, manifest_path, read_manifest, write_manifest
+from .batches import (
+    Manifest,
+    MovieEntry,
+    list_batches,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +31,13 @@ class _Seen:
     size: int
     mtime: float
     found: float
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class MovieScanner:
@@ -37,6 +51,7 @@ class MovieScanner:
         self.settle = float(settle_seconds)
         self.known = set(known)  # keys already handed out (e.g. in existing manifests)
         self._seen: dict[str, _Seen] = {}
+        self.sizes: dict[str, int] = {}  # last size of every movie found (for EMhub raw stats)
 
     def _candidates(self) -> list[Path]:
         found: dict[str, Path] = {}
@@ -55,6 +70,8 @@ class MovieScanner:
         for path in self._candidates():
             key = path.relative_to(self.session_dir).as_posix()
             if key in self.known:
+                if key not in self.sizes:
+                    self.sizes[key] = _size(path)
                 continue
             try:
                 st = path.stat()  # follows symlinks; a dangling or looping link raises
@@ -63,6 +80,7 @@ class MovieScanner:
                 # Unreadable entries still count: import records the reason as a failure.
                 log.warning("cannot stat movie %s: %s", path, exc)
                 size, mtime = -1, 0.0
+            self.sizes[key] = max(size, 0)
             seen = self._seen.get(key)
             if seen is None:
                 self._seen[key] = seen = _Seen(size, mtime, now)

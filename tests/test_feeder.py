@@ -73,7 +73,9 @@ def test_batcher_cuts_full_batches_and_tail(tmp_path: Path) -> None:
     tail = batcher.cut(now + 31)
     assert [len(m.movies) for m in tail] == [1]
     assert list_batches(out) == ["b000001", "b000002", "b000003"]
-    all_keys = [m.key for b in list_batches(out) for m in read_manifest(manifest_path(out, b)).movies]
+    all_keys = [
+        m.key for b in list_batches(out) for m in read_manifest(manifest_path(out, b)).movies
+    ]
     assert sorted(all_keys) == sorted(m.key for m in movies)  # each movie exactly once
     # a restarted batcher continues numbering and knows what was handed out
     again = Batcher(out, size=2, tail_seconds=30)

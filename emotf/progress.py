@@ -1,0 +1,122 @@
+"""Progress of a processing folder, read from the files the pipeline writes.
+
+Counts never come from Snakemake's log: they come from the batch manifests (movies handed
+to the pipeline), each step's per-batch JSON (which movies got how far) and the per-batch
+``Results/<batch>.json`` (final state per movie). Parsed files are cached by mtime, so a
+scan of a 20,000-movie session only reads what changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .batches import list_batches
+from .fsutil import read_json
+
+STEP_FILES = {
+    "imported": ("Import", "import.json"),
+    "motioncor": ("MotionCorr", "motioncor.json"),
+    "ctffind": ("CtfFind", "ctffind.json"),
+    "picked": ("AutoPick", "picking.json"),
+}
+
+
+@dataclass
+class Counts:
+    movies_batched: int = 0
+    imported: int = 0
+    motioncor: int = 0
+    ctffind: int = 0
+    picked: int = 0
+    done: int = 0
+    failed: int = 0
+    particles: int = 0
+    batches: int = 0
+    batches_done: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "failures"}
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[float, Any]] = {}
+
+    def get(self, path: Path) -> Any | None:
+        key = os.fspath(path)
+        try:
+            mtime = os.stat(key).st_mtime
+        except FileNotFoundError:
+            self._data.pop(key, None)
+            return None
+        hit = self._data.get(key)
+        if hit is not None and hit[0] == mtime:
+            return hit[1]
+        try:
+            data = read_json(path)
+        except (OSError, ValueError):
+            return None  # being replaced right now; next scan reads it
+        self._data[key] = (mtime, data)
+        return data
+
+
+class ProgressReader:
+    """Incremental reader of a processing folder's outputs."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self._cache = _Cache()
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every movie record of every finished batch."""
+        records: list[dict[str, Any]] = []
+        for batch in list_batches(self.out_dir):
+            data = self._cache.get(self.out_dir / "Results" / f"{batch}.json")
+            if data is not None:
+                records.extend(data["movies"])
+        return records
+
+    def counts(self) -> Counts:
+        counts = Counts()
+        batches = list_batches(self.out_dir)
+        counts.batches = len(batches)
+        reasons: Counter[str] = Counter()
+        for batch in batches:
+            manifest = self._cache.get(self.out_dir / "batches" / f"{batch}.json")
+            n_movies = len(manifest["movies"]) if manifest else 0
+            counts.movies_batched += n_movies
+            result = self._cache.get(self.out_dir / "Results" / f"{batch}.json")
+            if result is not None:
+                counts.batches_done += 1
+                self._count_result(counts, result, reasons)
+                continue
+            for attr, (folder, name) in STEP_FILES.items():
+                step = self._cache.get(self.out_dir / folder / batch / name)
+                if step is not None:
+                    ok = sum(1 for m in step["movies"].values() if m.get("ok"))
+                    setattr(counts, attr, getattr(counts, attr) + ok)
+        counts.failures = dict(reasons)
+        return counts
+
+    @staticmethod
+    def _count_result(counts: Counts, result: dict[str, Any], reasons: Counter[str]) -> None:
+        order = ["import", "motioncor", "ctffind", "picking"]
+        attrs = ["imported", "motioncor", "ctffind", "picked"]
+        for movie in result["movies"]:
+            reached = order if movie["state"] == "done" else order[
+                : order.index(movie.get("failed_step", "import"))
+            ]
+            for step in reached:
+                attr = attrs[order.index(step)]
+                setattr(counts, attr, getattr(counts, attr) + 1)
+            if movie["state"] == "done":
+                counts.done += 1
+                counts.particles += int(movie.get("particles", 0))
+            else:
+                counts.failed += 1
+                reasons[f"{movie.get('failed_step')}: {movie.get('reason', '')}"[:200]] += 1

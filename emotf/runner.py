@@ -1,0 +1,108 @@
+"""One Snakemake invocation as a child process in its own process group.
+
+Stopping sends SIGINT to the whole group (Snakemake then cancels its cluster jobs), escalates
+to SIGTERM and SIGKILL after timeouts (Snakemake can ignore signals when stuck), and finally
+runs ``snakemake --unlock`` so the folder stays usable by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BASE_ARGS = ["--rerun-incomplete", "--keep-going", "--rerun-triggers", "mtime"]
+
+
+def snakemake_argv(
+    targets: list[str], profile: str | None, extra: list[str] | None = None
+) -> list[str]:
+    argv = [sys.executable, "-m", "snakemake", *targets, *BASE_ARGS]
+    if profile:
+        argv += ["--profile", profile]
+    return argv + list(extra or [])
+
+
+class SnakemakeRun:
+    """A running ``snakemake`` for a set of target files in a processing folder."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        targets: list[str],
+        profile: str | None = None,
+        extra: list[str] | None = None,
+        name: str = "run",
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.targets = list(targets)
+        self.argv = snakemake_argv(self.targets, profile, extra)
+        self.log_path = self.out_dir / "logs" / "snakemake" / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting snakemake for %d targets (log %s)", len(self.targets), self.log_path)
+        with open(self.log_path, "ab") as handle:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.out_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started = time.time()
+
+    def poll(self) -> int | None:
+        if self.proc is None:
+            raise RuntimeError("snakemake run was not started")
+        return self.proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.proc is None:
+            raise RuntimeError("snakemake run was not started")
+        return self.proc.wait(timeout)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, grace: float = 60.0) -> int:
+        """Interrupt the run; returns its exit code. Never leaves the folder locked."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 15.0), (signal.SIGKILL, 15.0)):
+            log.info("stopping snakemake (pid %d) with %s", self.proc.pid, sig.name)
+            self._signal(sig)
+            try:
+                code = self.proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            code = self.proc.wait()
+        unlock(self.out_dir)
+        return code
+
+
+def unlock(out_dir: Path) -> None:
+    """``snakemake --unlock`` after an interrupted run (a no-op when nothing is locked)."""
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "--unlock"],
+        cwd=out_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )

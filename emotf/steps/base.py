@@ -1,0 +1,150 @@
+"""What every step shares: its context, its per-movie records and its JSON output.
+
+Each step of a batch reads the previous step's JSON, processes the movies that succeeded
+there and writes ``<Step>/<batch>/<step>.json``::
+
+    {"batch": "b000001", "step": "motioncor", "backend": "relion",
+     "started": 1.7e9, "finished": 1.7e9,
+     "movies": {"<key>": {"ok": true, "time": 1.7e9, ...step fields},
+                "<key>": {"ok": false, "time": 1.7e9, "reason": "..."}}}
+
+A movie that fails is recorded with its reason and dropped from later steps; the batch
+itself only fails when the step cannot run at all (e.g. its program is missing).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..fsutil import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+
+class StepError(RuntimeError):
+    """The step cannot run for the whole batch (configuration or environment problem)."""
+
+
+@dataclass
+class StepContext:
+    batch: str
+    config: Config
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+    threads: int = 1
+    gpus: list[str] = field(default_factory=list)
+    workdir: Path = field(default_factory=Path.cwd)
+
+
+@dataclass
+class StepOutput:
+    batch: str
+    step: str
+    backend: str
+    started: float
+    finished: float = 0.0
+    movies: dict[str, Record] = field(default_factory=dict)
+
+    def ok(self) -> dict[str, Record]:
+        return {k: v for k, v in self.movies.items() if v.get("ok")}
+
+    def succeed(self, key: str, **fields: Any) -> None:
+        self.movies[key] = {"ok": True, "time": time.time(), **fields}
+
+    def fail(self, key: str, reason: str) -> None:
+        log.warning("%s: movie %s failed: %s", self.step, key, reason)
+        self.movies[key] = {"ok": False, "time": time.time(), "reason": reason}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "step": self.step,
+            "backend": self.backend,
+            "started": self.started,
+            "finished": self.finished,
+            "movies": self.movies,
+        }
+
+    def write(self, path: Path) -> None:
+        self.finished = time.time()
+        atomic_write_json(path, self.to_dict())
+
+
+def start_output(ctx: StepContext, step: str, backend: str) -> StepOutput:
+    return StepOutput(batch=ctx.batch, step=step, backend=backend, started=time.time())
+
+
+def load_output(path: Path) -> StepOutput:
+    try:
+        data = read_json(path)
+        return StepOutput(
+            batch=data["batch"],
+            step=data["step"],
+            backend=data["backend"],
+            started=float(data["started"]),
+            finished=float(data["finished"]),
+            movies=dict(data["movies"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StepError(f"cannot read step output {path}: {exc}") from exc
+
+
+def merged_ok(*outputs: StepOutput) -> dict[str, Record]:
+    """Movies that succeeded in every given step, with the fields of all of them merged."""
+    if not outputs:
+        return {}
+    keys = set(outputs[-1].ok())
+    for out in outputs[:-1]:
+        keys &= set(out.ok())
+    merged: dict[str, Record] = {}
+    for key in outputs[-1].ok():
+        if key in keys:
+            record: Record = {}
+            for out in outputs:
+                record.update(out.movies[key])
+            merged[key] = record
+    return merged
+
+
+def run_tool(
+    argv: Sequence[str],
+    log_path: Path | None = None,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a program (argv list, never a shell), appending its output to ``log_path``."""
+    log.info("running %s", " ".join(str(a) for a in argv))
+    try:
+        proc = subprocess.run(
+            [str(a) for a in argv],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise StepError(f"program not found: {argv[0]} ({exc})") from exc
+    if log_path is not None:
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(f"$ {' '.join(str(a) for a in argv)}\n{proc.stdout}\n{proc.stderr}\n")
+    return proc
+
+
+def error_tail(proc: subprocess.CompletedProcess[str], lines: int = 3) -> str:
+    """A short failure reason from a program's output (its last non-empty lines)."""
+    text = (proc.stderr or "") + "\n" + (proc.stdout or "")
+    useful = [ln.strip() for ln in text.splitlines() if ln.strip() and "~~(" not in ln]
+    tail = " | ".join(useful[-lines:]) if useful else "no output"
+    return f"exit code {proc.returncode}: {tail}"[:500]

@@ -1,0 +1,149 @@
+"""Motion correction step: RELION's own implementation (CPU) or MotionCor2/3 (GPU).
+
+Outputs ``MotionCorr/<batch>/motioncor.json`` and ``micrographs.star``. Every backend yields,
+per movie, the dose-weighted micrograph, the non-weighted sum (used for CTF estimation), a
+RELION motion STAR and RELION's accumulated motion (total/early/late, Å).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..parsers.relion import read_motion_star
+from ..records import MotionResult, ParseError
+from ..star import write_micrographs_star, write_movies_star
+from .base import (
+    Record,
+    StepContext,
+    StepError,
+    StepOutput,
+    error_tail,
+    load_output,
+    run_tool,
+    start_output,
+)
+
+log = logging.getLogger(__name__)
+
+
+def step_dir(batch: str) -> Path:
+    return Path("MotionCorr") / batch
+
+
+def resolve_gain(config: dict[str, Any]) -> Path | None:
+    gain = config["acquisition"].get("gain")
+    if not gain:
+        return None
+    path = Path(gain)
+    if not path.is_absolute():
+        path = Path(config["session_dir"]) / path
+    if not path.is_file():
+        raise StepError(f"gain reference not found: {path}")
+    return path
+
+
+def motion_fields(result: MotionResult, row: Record, binning: float = 1.0) -> dict[str, Any]:
+    total, early, late = result.accumulated_motion(row["pixel_size"], row["dose_per_frame"])
+    return {
+        "motion_total": round(total, 4),
+        "motion_early": round(early, 4),
+        "motion_late": round(late, 4),
+        "shifts": [[round(x, 3), round(y, 3)] for x, y in result.shifts],
+        "binning": binning,
+    }
+
+
+def _relion_argv(ctx: StepContext, star: Path, row: Record, gain: Path | None) -> list[str]:
+    mc = ctx.config["motioncor"]
+    exe = mc.get("executable") or "relion_run_motioncorr"
+    argv = [
+        exe, "--i", str(star), "--o", f"{step_dir(ctx.batch)}/", "--use_own",
+        "--j", str(ctx.threads),
+        "--angpix", str(row["pixel_size"]), "--voltage", str(row["voltage"]),
+        "--dose_per_frame", str(row["dose_per_frame"]),
+        "--patch_x", str(mc["patches"][0]), "--patch_y", str(mc["patches"][1]),
+        "--bfactor", str(mc["bfactor"]), "--save_noDW",
+    ]  # fmt: skip
+    if mc["dose_weighting"]:
+        argv.append("--dose_weighting")
+    if mc["bin_factor"] != 1:
+        argv += ["--bin_factor", str(mc["bin_factor"])]
+    if gain is not None:
+        acq = ctx.config["acquisition"]
+        argv += ["--gainref", str(gain), "--gain_flip", str(acq["gain_flip"]),
+                 "--gain_rot", str(acq["gain_rot"])]  # fmt: skip
+    return argv
+
+
+def _collect_relion(ctx: StepContext, out: StepOutput, key: str, row: Record) -> bool:
+    stem = step_dir(ctx.batch) / Path(row["movie"]).with_suffix("")
+    mic, nodw, star = (Path(f"{stem}{s}") for s in (".mrc", "_noDW.mrc", ".star"))
+    if not (mic.is_file() and star.is_file()):
+        return False
+    try:
+        result, _general = read_motion_star(star)
+    except ParseError as exc:
+        out.fail(key, f"motion correction output unreadable: {exc}")
+        return True
+    out.succeed(
+        key,
+        micrograph=mic.as_posix(),
+        micrograph_nodw=(nodw if nodw.is_file() else mic).as_posix(),
+        motion_star=star.as_posix(),
+        **motion_fields(result, row, float(ctx.config["motioncor"]["bin_factor"])),
+    )
+    return True
+
+
+def _run_relion_group(
+    ctx: StepContext, out: StepOutput, rows: dict[str, Record], tag: str, gain: Path | None
+) -> None:
+    folder = step_dir(ctx.batch)
+    log_path = folder / "relion_run_motioncorr.log"
+    star = folder / f"movies_{tag}.star"
+    write_movies_star(star, rows, ctx.config["acquisition"])
+    proc = run_tool(_relion_argv(ctx, star, next(iter(rows.values())), gain), log_path)
+    missing = {k: r for k, r in rows.items() if not _collect_relion(ctx, out, k, r)}
+    if not missing:
+        return
+    if len(rows) > 1:  # one bad movie aborts RELION's whole batch: isolate it
+        log.info("motion correction of %d movies incomplete; retrying one by one", len(missing))
+        for n, (key, row) in enumerate(missing.items()):
+            _run_relion_group(ctx, out, {key: row}, f"{tag}_{n}", gain)
+        return
+    key = next(iter(missing))
+    out.fail(key, f"relion_run_motioncorr failed: {error_tail(proc)}")
+
+
+def run_relion(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> None:
+    gain = resolve_gain(ctx.config)
+    groups: dict[tuple[float, float, float], dict[str, Record]] = defaultdict(dict)
+    for key, row in rows.items():
+        groups[(row["pixel_size"], row["voltage"], row["dose_per_frame"])][key] = row
+    for n, group in enumerate(groups.values()):
+        _run_relion_group(ctx, out, group, f"g{n}", gain)
+
+
+def run(ctx: StepContext) -> StepOutput:
+    previous = load_output(ctx.inputs["import_json"])
+    backend = ctx.config["motioncor"]["backend"]
+    out = start_output(ctx, "motioncor", backend)
+    rows = previous.ok()
+    step_dir(ctx.batch).mkdir(parents=True, exist_ok=True)
+    if rows:
+        if backend == "relion":
+            run_relion(ctx, out, rows)
+        else:
+            from .motioncor_gpu import run_motioncor
+
+            run_motioncor(ctx, out, rows)
+    merged = {k: {**rows[k], **v} for k, v in out.ok().items()}
+    write_micrographs_star(
+        ctx.outputs["star"], merged, ctx.config["acquisition"],
+        binning=float(ctx.config["motioncor"]["bin_factor"]),
+    )  # fmt: skip
+    out.write(ctx.outputs["json"])
+    return out

@@ -1,0 +1,96 @@
+"""Particle picking step (the workflow's ``cryolo`` rule): crYOLO or RELION's LoG picker.
+
+Writes one RELION coordinate STAR per micrograph (particle centres, pixels of the motion
+corrected micrograph), ``AutoPick/<batch>/autopick.star`` (micrograph → coordinates) and
+``AutoPick/<batch>/picking.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..parsers.relion import read_coordinates_star
+from ..records import ParseError
+from ..star import write_coordinate_index, write_micrographs_star
+from .base import (
+    Record,
+    StepContext,
+    StepOutput,
+    error_tail,
+    load_output,
+    merged_ok,
+    run_tool,
+    start_output,
+)
+
+log = logging.getLogger(__name__)
+
+
+def step_dir(batch: str) -> Path:
+    return Path("AutoPick") / batch
+
+
+def coordinates_path(batch: str, micrograph: str) -> Path:
+    """Where RELION's autopick writes the picks of ``micrograph`` with ``--odir step_dir``."""
+    return step_dir(batch) / f"{Path(micrograph).with_suffix('')}_autopick.star"
+
+
+def _log_argv(ctx: StepContext, star: Path) -> list[str]:
+    c = ctx.config["cryolo"]
+    return [
+        "relion_autopick", "--i", str(star), "--odir", f"{step_dir(ctx.batch)}/",
+        "--pickname", "autopick", "--LoG",
+        "--LoG_diam_min", str(c["diameter_min"]), "--LoG_diam_max", str(c["diameter_max"]),
+        "--shrink", "0", "--lowpass", str(c["lowpass"]),
+        "--LoG_adjust_threshold", str(c["log_threshold"]),
+    ]  # fmt: skip
+
+
+def _collect(out: StepOutput, key: str, coords: Path) -> bool:
+    if not coords.is_file():
+        return False
+    try:
+        picks = read_coordinates_star(coords)
+    except ParseError as exc:
+        out.fail(key, f"picking output unreadable: {exc}")
+        return True
+    out.succeed(key, coordinates=coords.as_posix(), particles=len(picks))
+    return True
+
+
+def _run_log_group(ctx: StepContext, out: StepOutput, rows: dict[str, Record], tag: str) -> None:
+    folder = step_dir(ctx.batch)
+    star = folder / f"micrographs_{tag}.star"
+    write_micrographs_star(star, rows, ctx.config["acquisition"],
+                           binning=float(ctx.config["motioncor"]["bin_factor"]))  # fmt: skip
+    proc = run_tool(_log_argv(ctx, star), folder / "relion_autopick.log")
+    missing = {
+        k: r for k, r in rows.items()
+        if not _collect(out, k, coordinates_path(ctx.batch, r["micrograph"]))
+    }  # fmt: skip
+    if not missing:
+        return
+    if len(rows) > 1:
+        for n, (key, row) in enumerate(missing.items()):
+            _run_log_group(ctx, out, {key: row}, f"{tag}_{n}")
+        return
+    out.fail(next(iter(missing)), f"relion_autopick failed: {error_tail(proc)}")
+
+
+def run(ctx: StepContext) -> StepOutput:
+    backend = ctx.config["cryolo"]["backend"]
+    out = start_output(ctx, "picking", backend)
+    rows = merged_ok(load_output(ctx.inputs["import_json"]),
+                     load_output(ctx.inputs["motioncor_json"]))  # fmt: skip
+    step_dir(ctx.batch).mkdir(parents=True, exist_ok=True)
+    if rows and backend == "relion_log":
+        _run_log_group(ctx, out, rows, "all")
+    elif rows:
+        from .cryolo_exe import run_cryolo
+
+        run_cryolo(ctx, out, rows)
+    merged = {k: {**rows[k], **v} for k, v in out.ok().items()}
+    write_coordinate_index(ctx.outputs["star"], merged)
+    out.write(ctx.outputs["json"])
+    return out

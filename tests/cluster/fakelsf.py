@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""A stand-in for LSF's bsub/bjobs/bkill/badmin/lsclusters/bhist, for testing only.
+
+Real LSF cannot run here. This boundary runs each submitted job locally (detached), answers
+status queries the way LSF does and records every ``bsub`` argv in
+``$FAKELSF_STATE/submissions.jsonl`` so tests can assert what the LSF profile asked for
+(queue, project, GPU request, memory, runtime). Invoked through symlinks named after the
+LSF commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+STATE = Path(os.environ.get("FAKELSF_STATE", "/tmp/fakelsf"))
+
+
+def _jobs() -> dict[str, dict]:
+    path = STATE / "jobs.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(jobs: dict[str, dict]) -> None:
+    tmp = STATE / "jobs.json.tmp"
+    tmp.write_text(json.dumps(jobs))
+    os.replace(tmp, STATE / "jobs.json")
+
+
+def _option(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+def bsub(argv: list[str]) -> int:
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(STATE / "submissions.jsonl", "a") as handle:
+        handle.write(json.dumps(argv) + "\n")
+    jobs = _jobs()
+    jobid = str(1001 + len(jobs))
+    command = argv[-1]
+    env = dict(os.environ, LSB_JOBID=jobid)
+    if "-gpu" in argv:
+        env["CUDA_VISIBLE_DEVICES"] = "0"
+    out = _option(argv, "-o") or str(STATE / f"{jobid}.out")
+    cwd = _option(argv, "-cwd") or os.getcwd()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    marker = STATE / f"{jobid}.rc"
+    wrapped = f"{command}; echo $? > {marker}"
+    with open(out, "a") as log:
+        proc = subprocess.Popen(  # noqa: S602 - the job command is what LSF itself runs
+            ["/bin/sh", "-c", wrapped], cwd=cwd, env=env, stdout=log, stderr=log,
+            start_new_session=True,
+        )
+    jobs[jobid] = {"pid": proc.pid, "name": _option(argv, "-J") or "", "queue": _option(argv, "-q") or "normal"}
+    _save(jobs)
+    print(f"Job <{jobid}> is submitted to queue <{jobs[jobid]['queue']}>.")
+    return 0
+
+
+def _state(jobid: str, job: dict) -> str:
+    marker = STATE / f"{jobid}.rc"
+    if marker.exists():
+        return "DONE" if marker.read_text().strip() == "0" else "EXIT"
+    try:
+        os.kill(job["pid"], 0)
+        return "RUN"
+    except ProcessLookupError:
+        return "EXIT"
+
+
+def bjobs(argv: list[str]) -> int:
+    pattern = _option(argv, "-aJ") or ""
+    needle = pattern.strip("*")
+    for jobid, job in _jobs().items():
+        if needle in job["name"]:
+            print(f"{jobid} {_state(jobid, job)}")
+    return 0
+
+
+def bkill(argv: list[str]) -> int:
+    jobs = _jobs()
+    for jobid in argv:
+        if jobid in jobs:
+            try:
+                os.killpg(jobs[jobid]["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    return 0
+
+
+def badmin(argv: list[str]) -> int:
+    conf = STATE / "conf"
+    print(f"MBD configuration:\nLSB_SHAREDIR = {STATE / 'share'}\nLSF_CONFDIR = {conf}")
+    return 0
+
+
+def lsclusters(argv: list[str]) -> int:
+    (STATE / "conf" / "lsbatch" / "fake" / "configdir").mkdir(parents=True, exist_ok=True)
+    params = STATE / "conf" / "lsbatch" / "fake" / "configdir" / "lsb.params"
+    if not params.exists():
+        params.write_text("Begin Parameters\nDEFAULT_QUEUE = normal\nEnd Parameters\n")
+    print("CLUSTER_NAME   STATUS   MASTER_HOST               ADMIN    HOSTS  SERVERS")
+    print("fake           ok       localhost                 root         1        1")
+    return 0
+
+
+def bhist(argv: list[str]) -> int:
+    return 0
+
+
+COMMANDS = {"bsub": bsub, "bjobs": bjobs, "bkill": bkill, "badmin": badmin,
+            "lsclusters": lsclusters, "bhist": bhist}
+
+
+if __name__ == "__main__":
+    name = Path(sys.argv[0]).name
+    sys.exit(COMMANDS[name](sys.argv[1:]))

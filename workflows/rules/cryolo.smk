@@ -1,0 +1,17 @@
+rule cryolo:
+    """Particle picking of a batch: crYOLO (GPU) or RELION's LoG picker (CPU)."""
+    input:
+        import_json="Import/{batch}/import.json",
+        motioncor_json="MotionCorr/{batch}/motioncor.json",
+    output:
+        json="AutoPick/{batch}/picking.json",
+        star="AutoPick/{batch}/autopick.star",
+    log:
+        "logs/cryolo/{batch}.log",
+    threads: 1
+    resources:
+        gpu=gpus_for("cryolo"),
+    params:
+        step="picking",
+    script:
+        STEP_SCRIPT

@@ -1,0 +1,14 @@
+rule import_movies:
+    """Check each movie of a batch, read its EPU metadata and link it under Movies/."""
+    input:
+        manifest="batches/{batch}.json",
+    output:
+        json="Import/{batch}/import.json",
+        star="Import/{batch}/movies.star",
+    log:
+        "logs/import/{batch}.log",
+    threads: 1
+    params:
+        step="import",
+    script:
+        STEP_SCRIPT

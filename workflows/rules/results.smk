@@ -1,0 +1,30 @@
+rule batch_results:
+    """One record per movie of the batch (done or failed with its reason)."""
+    input:
+        manifest="batches/{batch}.json",
+        **{"import": "Import/{batch}/import.json"},
+        motioncor="MotionCorr/{batch}/motioncor.json",
+        ctffind="CtfFind/{batch}/ctffind.json",
+        picking="AutoPick/{batch}/picking.json",
+    output:
+        json="Results/{batch}.json",
+    log:
+        "logs/results/{batch}.log",
+    localrule: True
+    params:
+        step="results",
+    script:
+        STEP_SCRIPT
+
+
+rule session_stars:
+    """Session-wide RELION STAR files merged from every finished batch."""
+    input:
+        expand("Results/{batch}.json", batch=all_batches()),
+    output:
+        SESSION_STARS,
+    log:
+        "logs/session_stars.log",
+    localrule: True
+    script:
+        "../scripts/session_stars.py"
