@@ -31,8 +31,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.config:
         extra = read_config_values(Path(args.config))
         over.update(extra)
-    batches = {k: v for k, v in (("size", args.batch_size), ("tail_seconds", args.tail_seconds),
-                                 ("settle_seconds", args.settle)) if v is not None}  # fmt: skip
+    batches = {
+        k: v
+        for k, v in (
+            ("size", args.batch_size),
+            ("tail_seconds", args.tail_seconds),
+            ("settle_seconds", args.settle),
+        )
+        if v is not None
+    }
     if batches:
         over.setdefault("batches", {}).update(batches)
     return over
@@ -63,8 +70,13 @@ def print_status(status: Status, stream: Any = None) -> None:
     )
 
 
-def run_session(session_dir: Path, out_dir: Path, overrides: dict[str, Any],
-                options: OtfOptions, quiet: bool = False) -> Status:  # fmt: skip
+def run_session(
+    session_dir: Path,
+    out_dir: Path,
+    overrides: dict[str, Any],
+    options: OtfOptions,
+    quiet: bool = False,
+) -> Status:
     config = prepare_folder(out_dir, session_dir, overrides)
     session = OtfSession(out_dir, config, options)
 
@@ -89,8 +101,12 @@ def run_session(session_dir: Path, out_dir: Path, overrides: dict[str, Any],
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    options = OtfOptions(once=args.once, idle_timeout=args.idle_timeout,
-                         poll_interval=args.poll, profile=args.profile)  # fmt: skip
+    options = OtfOptions(
+        once=args.once,
+        idle_timeout=args.idle_timeout,
+        poll_interval=args.poll,
+        profile=args.profile,
+    )
     status = run_session(Path(args.session), Path(args.out), _overrides(args), options)
     print_failures(status)
     return 0 if status.state != "stopped" else 130
@@ -126,8 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("session", help="raw session (EPU) folder")
     run.add_argument("--out", required=True, help="processing folder (created if missing)")
     run.add_argument("--once", action="store_true", help="process what is there, then exit")
-    run.add_argument("--idle-timeout", type=float, default=600.0,
-                     help="stop after this many seconds without a new movie")  # fmt: skip
+    run.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=600.0,
+        help="stop after this many seconds without a new movie",
+    )
     add_run_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -137,8 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=int, default=1024)
     demo.add_argument("--frames", type=int, default=20)
     demo.add_argument("--format", choices=["tiff", "mrc"], default="tiff")
-    demo.add_argument("--bad", type=int, default=1,
-                      help="corrupt + truncated movies to include (shows failure handling)")
+    demo.add_argument(
+        "--bad",
+        type=int,
+        default=1,
+        help="corrupt + truncated movies to include (shows failure handling)",
+    )
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(func=cmd_demo)
 

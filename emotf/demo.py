@@ -49,8 +49,10 @@ def print_summary(status: Status, out_dir: Path, session_dir: Path, seconds: flo
     print(f"  processing folder: {out_dir}   ({seconds:.0f} s)")
     for label in ("imported", "motioncor", "ctffind", "picked", "done", "failed", "particles"):
         print(f"  {label:<10} {c[label]}")
-    print(f"  accounted  {accounted} of {status.movies_found} "
-          f"({'OK' if accounted == status.movies_found else 'MISSING MOVIES'})")  # fmt: skip
+    print(
+        f"  accounted  {accounted} of {status.movies_found} "
+        f"({'OK' if accounted == status.movies_found else 'MISSING MOVIES'})"
+    )
     for reason, count in sorted(status.failures.items()):
         print(f"  failed x{count}: {reason}")
     records = ProgressReader(out_dir).results()
@@ -70,10 +72,13 @@ def run_demo(args: argparse.Namespace) -> int:
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="emotf-demo-"))
     session_dir, out_dir = root / "EPU_session", root / "EPU_session_OTF"
     params = SimParams(size=args.size, n_frames=args.frames, format=args.format, seed=args.seed)
-    print(f"simulating {args.movies} movies ({args.size}² × {args.frames}, {args.format}) "
-          f"+ {args.bad} corrupt + {args.bad} truncated in {session_dir}")  # fmt: skip
-    truth = simulate_session(session_dir, params, n_movies=args.movies,
-                             n_corrupt=args.bad, n_truncated=args.bad)  # fmt: skip
+    print(
+        f"simulating {args.movies} movies ({args.size}² × {args.frames}, {args.format}) "
+        f"+ {args.bad} corrupt + {args.bad} truncated in {session_dir}"
+    )
+    truth = simulate_session(
+        session_dir, params, n_movies=args.movies, n_corrupt=args.bad, n_truncated=args.bad
+    )
     start = time.time()
     options = OtfOptions(once=True, idle_timeout=30, poll_interval=1)
     status = run_session(session_dir, out_dir, demo_config(truth.particle_diameter), options)

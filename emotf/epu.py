@@ -13,8 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-MOVIE_SUFFIXES = ("_fractions.tiff", "_Fractions.tiff", "_fractions.mrc", "_Fractions.mrc",
-                  "_EER.eer")  # fmt: skip
+MOVIE_SUFFIXES = (
+    "_fractions.tiff",
+    "_Fractions.tiff",
+    "_fractions.mrc",
+    "_Fractions.mrc",
+    "_EER.eer",
+)
 MOVIE_GLOBS = [
     "Images-Disc*/GridSquare_*/Data/*_fractions.tiff",
     "Images-Disc*/GridSquare_*/Data/*_fractions.mrc",

@@ -48,9 +48,7 @@ def drift_rmse(shifts: list[list[float]], drift: list[list[float]], flip_y: bool
     return float(np.sqrt(np.mean(np.sum((measured - truth) ** 2, axis=1))))
 
 
-def match_picks(
-    picks: np.ndarray, truth: np.ndarray, max_distance: float
-) -> tuple[float, float]:
+def match_picks(picks: np.ndarray, truth: np.ndarray, max_distance: float) -> tuple[float, float]:
     """Recall and precision with one-to-one greedy matching within ``max_distance``."""
     if len(truth) == 0 or len(picks) == 0:
         return (0.0 if len(truth) else 1.0), (0.0 if len(picks) else 1.0)
@@ -60,9 +58,11 @@ def match_picks(
     if dist.shape[0] != len(picks):
         dist, idx = dist.T, idx.T
     pairs = sorted(
-        (d, p, t) for p in range(len(picks))
-        for d, t in zip(dist[p], idx[p], strict=True) if math.isfinite(d)
-    )  # fmt: skip
+        (d, p, t)
+        for p in range(len(picks))
+        for d, t in zip(dist[p], idx[p], strict=True)
+        if math.isfinite(d)
+    )
     used_p: set[int] = set()
     used_t: set[int] = set()
     for _d, p, t in pairs:
@@ -72,8 +72,9 @@ def match_picks(
     return len(used_t) / len(truth), len(used_p) / len(picks)
 
 
-def score_movie(record: dict[str, Any], truth: dict[str, Any], gt: dict[str, Any],
-                out_dir: Path, flip_y: bool) -> MovieScore:  # fmt: skip
+def score_movie(
+    record: dict[str, Any], truth: dict[str, Any], gt: dict[str, Any], out_dir: Path, flip_y: bool
+) -> MovieScore:
     score = MovieScore(record["key"])
     ny = int(gt["shape"][0])
     binning = float(record.get("binning", 1.0))
@@ -96,8 +97,12 @@ def score_movie(record: dict[str, Any], truth: dict[str, Any], gt: dict[str, Any
     return score
 
 
-def evaluate(out_dir: Path, session_dir: Path, records: list[dict[str, Any]],
-             motioncor_backend: str = "relion") -> list[MovieScore]:  # fmt: skip
+def evaluate(
+    out_dir: Path,
+    session_dir: Path,
+    records: list[dict[str, Any]],
+    motioncor_backend: str = "relion",
+) -> list[MovieScore]:
     gt = read_json(Path(session_dir) / "ground_truth.json")
     flip_y = motioncor_backend == "relion" and gt["format"] == "tiff"
     scores = []
@@ -117,17 +122,25 @@ def _stat(values: list[float], fn: str) -> float | None:
 
 def summarise(scores: list[MovieScore]) -> dict[str, float | int | None]:
     """Worst-case figures over all scored movies (what the acceptance criteria bound)."""
-    astig = [s.angle_error for s in scores
-             if s.angle_error is not None and (s.astigmatism or 0) >= 300]  # fmt: skip
+    astig = [
+        s.angle_error for s in scores if s.angle_error is not None and (s.astigmatism or 0) >= 300
+    ]
     return {
         "movies_scored": len(scores),
-        "max_drift_rmse_px": _stat([s.drift_rmse for s in scores if s.drift_rmse is not None],
-                                   "max"),  # fmt: skip
+        "max_drift_rmse_px": _stat(
+            [s.drift_rmse for s in scores if s.drift_rmse is not None], "max"
+        ),
         "max_defocus_error_A": _stat(
-            [max(s.defocus_u_error or 0, s.defocus_v_error or 0) for s in scores
-             if s.defocus_u_error is not None], "max"),  # fmt: skip
+            [
+                max(s.defocus_u_error or 0, s.defocus_v_error or 0)
+                for s in scores
+                if s.defocus_u_error is not None
+            ],
+            "max",
+        ),
         "max_angle_error_deg": _stat([a for a in astig if a is not None], "max"),
         "min_pick_recall": _stat([s.recall for s in scores if s.recall is not None], "min"),
         "min_pick_precision": _stat(
-            [s.precision for s in scores if s.precision is not None], "min"),  # fmt: skip
+            [s.precision for s in scores if s.precision is not None], "min"
+        ),
     }

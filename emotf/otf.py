@@ -94,8 +94,10 @@ class OtfSession:
     def _mark_failed(self, batch: str, code: int) -> None:
         reason = f"Snakemake failed {self.attempts[batch]} times (exit {code}); see logs/"
         log.error("batch %s given up: %s", batch, reason)
-        atomic_write_json(self.out_dir / FAILED_DIR / f"{batch}.json",
-                          {"batch": batch, "reason": reason, "time": time.time()})  # fmt: skip
+        atomic_write_json(
+            self.out_dir / FAILED_DIR / f"{batch}.json",
+            {"batch": batch, "reason": reason, "time": time.time()},
+        )
 
     # -- one iteration ---------------------------------------------------------------------
     def feed(self, now: float) -> None:
@@ -161,8 +163,11 @@ class OtfSession:
     def raw_stats(self) -> dict[str, Any]:
         """What EMhub shows for the raw data: number of movies and their total size."""
         size = sum(self.scanner.sizes.values())
-        return {"movies": len(self.scanner.sizes), "size": size,
-                "sizeH": f"{size / 1024**3:.2f} GB"}  # fmt: skip
+        return {
+            "movies": len(self.scanner.sizes),
+            "size": size,
+            "sizeH": f"{size / 1024**3:.2f} GB",
+        }
 
     def finished(self, now: float) -> bool:
         if self.run is not None or self.pending_batches() or self.batcher.pending:

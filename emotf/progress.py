@@ -108,9 +108,11 @@ class ProgressReader:
         order = ["import", "motioncor", "ctffind", "picking"]
         attrs = ["imported", "motioncor", "ctffind", "picked"]
         for movie in result["movies"]:
-            reached = order if movie["state"] == "done" else order[
-                : order.index(movie.get("failed_step", "import"))
-            ]
+            reached = (
+                order
+                if movie["state"] == "done"
+                else order[: order.index(movie.get("failed_step", "import"))]
+            )
             for step in reached:
                 attr = attrs[order.index(step)]
                 setattr(counts, attr, getattr(counts, attr) + 1)

@@ -31,10 +31,10 @@ def session_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
         "motion_early_A": summary(values("motion_early")),
         "defocus_A": summary(
             [0.5 * (r["defocus_u"] + r["defocus_v"]) for r in records if "defocus_u" in r]
-        ),  # fmt: skip
+        ),
         "astigmatism_A": summary(
             [abs(r["defocus_u"] - r["defocus_v"]) for r in records if "defocus_u" in r]
-        ),  # fmt: skip
+        ),
         "ctf_resolution_A": summary(values("ctf_resolution")),
         "particles_per_micrograph": summary([float(p) for p in particles]),
         "particles": int(sum(particles)),

@@ -92,7 +92,12 @@ def test_merge_and_counts(tmp_path: Path) -> None:
     }
     a = next(m for m in merged["movies"] if m["key"] == "a")
     assert a["motion_total"] == 12.0 and a["defocus_u"] == 15000.0 and a["particles"] == 40
-    assert a["shifts"] == [[0, 0]] and set(a["times"]) == {"import", "motioncor", "ctffind", "picking"}
+    assert a["shifts"] == [[0, 0]] and set(a["times"]) == {
+        "import",
+        "motioncor",
+        "ctffind",
+        "picking",
+    }
 
     counts = reader.counts()
     assert counts.movies_batched == 4

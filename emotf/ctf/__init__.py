@@ -5,6 +5,12 @@ from .estimate import CtfEstimate, CtfSearch, estimate_ctf
 from .spectrum import CtfError
 
 __all__ = [
-    "CtfError", "CtfEstimate", "CtfSearch", "CtffindHeader", "ctffind_avrot", "ctffind_txt",
-    "estimate_ctf", "run_on_file",
+    "CtfError",
+    "CtfEstimate",
+    "CtfSearch",
+    "CtffindHeader",
+    "ctffind_avrot",
+    "ctffind_txt",
+    "estimate_ctf",
+    "run_on_file",
 ]

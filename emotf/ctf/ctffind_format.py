@@ -62,8 +62,10 @@ def ctffind_txt(results: list[CtfResult], header: CtffindHeader) -> str:
     ]
     for n, r in enumerate(results, start=1):
         res = "inf" if not np.isfinite(r.resolution) else f"{r.resolution:.6f}"
-        lines.append(f"{n:.6f} {r.defocus_u:.6f} {r.defocus_v:.6f} {r.angle:.6f} "
-                     f"{r.phase_shift:.6f} {r.score:.6f} {res}")  # fmt: skip
+        lines.append(
+            f"{n:.6f} {r.defocus_u:.6f} {r.defocus_v:.6f} {r.angle:.6f} "
+            f"{r.phase_shift:.6f} {r.score:.6f} {res}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -88,8 +90,9 @@ def write_diagnostic(path: Path, image: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def run_on_file(micrograph: Path, out_stem: Path, pixel_size: float, optics: Optics,
-                params: CtfSearch) -> CtfResult:  # fmt: skip
+def run_on_file(
+    micrograph: Path, out_stem: Path, pixel_size: float, optics: Optics, params: CtfSearch
+) -> CtfResult:
     """Estimate the CTF of an MRC micrograph; write ``<stem>.txt/_avrot.txt/.ctf``."""
     with mrcfile.open(micrograph, permissive=True) as mrc:
         image = np.asarray(mrc.data, dtype=np.float64)

@@ -69,7 +69,7 @@ def search_1d(values: FloatArray, s: FloatArray, optics: Optics, p: CtfSearch) -
     idx = np.digitize(s, edges) - 1
     counts = np.bincount(idx, minlength=len(edges) - 1)
     keep = counts > 0
-    profile = (np.bincount(idx, values, minlength=len(edges) - 1)[keep] / counts[keep])
+    profile = np.bincount(idx, values, minlength=len(edges) - 1)[keep] / counts[keep]
     s_bins = (0.5 * (edges[:-1] + edges[1:]))[keep]
     zeros = np.zeros_like(s_bins)
     best = p.min_defocus
@@ -83,8 +83,9 @@ def search_1d(values: FloatArray, s: FloatArray, optics: Optics, p: CtfSearch) -
     return best
 
 
-def grid_2d(values: FloatArray, s: FloatArray, theta: FloatArray, optics: Optics,
-            mean: float, p: CtfSearch) -> Defocus:  # fmt: skip
+def grid_2d(
+    values: FloatArray, s: FloatArray, theta: FloatArray, optics: Optics, mean: float, p: CtfSearch
+) -> Defocus:
     """Coarse grid over mean ±1500 Å, astigmatism 0–max, azimuth 0–165° (vectorised)."""
     sub = slice(None, None, max(1, values.size // 6000))
     v, ss, th = values[sub], s[sub], theta[sub]
@@ -105,13 +106,18 @@ def grid_2d(values: FloatArray, s: FloatArray, theta: FloatArray, optics: Optics
     return best
 
 
-def refine_2d(values: FloatArray, s: FloatArray, theta: FloatArray, optics: Optics,
-              start: Defocus) -> tuple[Defocus, float]:  # fmt: skip
+def refine_2d(
+    values: FloatArray, s: FloatArray, theta: FloatArray, optics: Optics, start: Defocus
+) -> tuple[Defocus, float]:
     def cost(x: FloatArray) -> float:
         return -float(_ncc(values, _ctf2(s, theta, Defocus(x[0], x[1], x[2]), optics)))
 
-    res = minimize(cost, np.array([start.u, start.v, start.angle]), method="Powell",
-                   options={"xtol": 1.0, "ftol": 1e-6, "maxfev": 3000})  # fmt: skip
+    res = minimize(
+        cost,
+        np.array([start.u, start.v, start.angle]),
+        method="Powell",
+        options={"xtol": 1.0, "ftol": 1e-6, "maxfev": 3000},
+    )
     best = Defocus(float(res.x[0]), float(res.x[1]), float(res.x[2])).normalised()
     return best, -float(res.fun)
 
@@ -126,8 +132,9 @@ def equivalent_k(s: FloatArray, theta: FloatArray, d: Defocus, optics: Optics) -
     return np.sqrt(np.maximum(s_eq, 0.0))
 
 
-def fit_resolution(epa: FloatArray, fit: FloatArray, freq: FloatArray,
-                   period_bins: FloatArray, start: int) -> tuple[float, FloatArray]:  # fmt: skip
+def fit_resolution(
+    epa: FloatArray, fit: FloatArray, freq: FloatArray, period_bins: FloatArray, start: int
+) -> tuple[float, FloatArray]:
     """CTFFIND's rule on a sliding-window correlation of EPA with CTF² (returns Å, FRC).
 
     From the first CTF zero (``start``) outwards, stop where more than 3 bins were > 0.1 and
@@ -150,8 +157,9 @@ def fit_resolution(epa: FloatArray, fit: FloatArray, freq: FloatArray,
     return 1.0 / freq[-1], frc
 
 
-def _avrot(spec: Spectrum, norm: FloatArray, d: Defocus, optics: Optics, p: CtfSearch
-           ) -> tuple[FloatArray, float]:  # fmt: skip
+def _avrot(
+    spec: Spectrum, norm: FloatArray, d: Defocus, optics: Optics, p: CtfSearch
+) -> tuple[FloatArray, float]:
     k_nyq = 0.5 / spec.pixel_size
     n_bins = spec.amplitude.shape[0] // 2
     freq = (np.arange(n_bins) + 0.5) * k_nyq / n_bins
@@ -182,8 +190,9 @@ def _avrot(spec: Spectrum, norm: FloatArray, d: Defocus, optics: Optics, p: CtfS
     return np.vstack([freq, np.nan_to_num(rot), np.nan_to_num(epa), fit, frc, noise]), resolution
 
 
-def estimate_ctf(image: np.ndarray, pixel_size: float, optics: Optics,
-                 params: CtfSearch | None = None) -> CtfEstimate:  # fmt: skip
+def estimate_ctf(
+    image: np.ndarray, pixel_size: float, optics: Optics, params: CtfSearch | None = None
+) -> CtfEstimate:
     """Estimate defocus U/V, azimuth, score and fit resolution of one micrograph."""
     p = params or CtfSearch()
     spec = spectrum_of(image, pixel_size, p.box, p.max_res)
@@ -201,8 +210,9 @@ def estimate_ctf(image: np.ndarray, pixel_size: float, optics: Optics,
         raise CtfError(f"fit diverged to defocus {best.u:.0f}/{best.v:.0f} Å")
     avrot, resolution = _avrot(spec, norm, best, optics, p)
     fit2d = _ctf2(spec.k2, spec.theta, best, optics)
-    diagnostic = np.where(np.arange(fit2d.shape[1])[None, :] < fit2d.shape[1] // 2,
-                          np.clip(norm, -3, 3) / 3.0, fit2d)  # fmt: skip
+    diagnostic = np.where(
+        np.arange(fit2d.shape[1])[None, :] < fit2d.shape[1] // 2, np.clip(norm, -3, 3) / 3.0, fit2d
+    )
     result = CtfResult(best.u, best.v, best.angle, 0.0, score, resolution)
     return CtfEstimate(result, spec.pixel_size, avrot, diagnostic)
 

@@ -37,9 +37,11 @@ def within_roots(path: str, roots: list[str], what: str) -> Path:
 
 
 def otf_paths(
-    session: dict[str, Any], sessions_config: dict[str, Any], settings: dict[str, Any],
+    session: dict[str, Any],
+    sessions_config: dict[str, Any],
+    settings: dict[str, Any],
     microscope: str | None = None,
-) -> tuple[Path, Path, dict[str, Any], str | None]:  # fmt: skip
+) -> tuple[Path, Path, dict[str, Any], str | None]:
     """Return (raw folder, processing folder, config overrides, Snakemake profile)."""
     extra = session.get("extra") or {}
     raw_text = _text(

@@ -45,8 +45,12 @@ def acquisition_overrides(session: dict[str, Any]) -> dict[str, Any]:
     """Fallback optics from the EMhub session (used for movies without EPU XML)."""
     acq = session.get("acquisition") or {}
     out: dict[str, Any] = {}
-    for key, name in (("voltage", "voltage"), ("cs", "cs"), ("pixel_size", "pixel_size"),
-                      ("dose", "dose_per_frame")):  # fmt: skip
+    for key, name in (
+        ("voltage", "voltage"),
+        ("cs", "cs"),
+        ("pixel_size", "pixel_size"),
+        ("dose", "dose_per_frame"),
+    ):
         try:
             value = float(acq[key])
         except (KeyError, TypeError, ValueError):

@@ -140,8 +140,9 @@ class Worker:
             log.exception("task %s: handler could not start", task.id)
             self.finish(task, {"error": f"{type(exc).__name__}: {exc}"})
             return
-        thread = threading.Thread(target=self._execute, args=(task, handler),
-                                  name=f"task-{task.id}", daemon=True)  # fmt: skip
+        thread = threading.Thread(
+            target=self._execute, args=(task, handler), name=f"task-{task.id}", daemon=True
+        )
         with self._lock:
             self.running[task.id] = Running(task, handler, thread)
         thread.start()

@@ -47,11 +47,19 @@ def read_ctffind_txt(path: Path) -> list[CtfResult]:
             raise ParseError(f"{path}: non-finite defocus/score values")
         res = row[6] if row[6] > 0 else math.inf
         extra = row[7:10] if len(row) == 10 else [None, None, None]
-        results.append(CtfResult(
-            defocus_u=row[1], defocus_v=row[2], angle=row[3], phase_shift=row[4],
-            score=row[5], resolution=res,
-            tilt_axis=extra[0], tilt_angle=extra[1], thickness=extra[2],
-        ))  # fmt: skip
+        results.append(
+            CtfResult(
+                defocus_u=row[1],
+                defocus_v=row[2],
+                angle=row[3],
+                phase_shift=row[4],
+                score=row[5],
+                resolution=res,
+                tilt_axis=extra[0],
+                tilt_angle=extra[1],
+                thickness=extra[2],
+            )
+        )
     if not results:
         raise ParseError(f"{path}: no result rows")
     return results

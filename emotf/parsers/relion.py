@@ -52,11 +52,18 @@ def read_motion_star(path: Path) -> tuple[MotionResult, dict[str, Any]]:
     result = MotionResult(shifts=[(xs[i], ys[i]) for i in order])
     local = blocks.get("local_shift")
     if isinstance(local, pd.DataFrame) and not local.empty:
-        names = ["rlnMicrographFrameNumber", "rlnCoordinateX", "rlnCoordinateY",
-                 "rlnMicrographShiftX", "rlnMicrographShiftY"]  # fmt: skip
+        names = [
+            "rlnMicrographFrameNumber",
+            "rlnCoordinateX",
+            "rlnCoordinateY",
+            "rlnMicrographShiftX",
+            "rlnMicrographShiftY",
+        ]
         if all(n in local.columns for n in names):
-            result.local = [(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]))
-                            for r in local[names].itertuples(index=False)]  # fmt: skip
+            result.local = [
+                (int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]))
+                for r in local[names].itertuples(index=False)
+            ]
     general = blocks.get("general")
     info: dict[str, Any] = {}
     if isinstance(general, dict):
@@ -83,18 +90,25 @@ def write_motion_star(path: Path, result: MotionResult, general: dict[str, Any])
     """Write a RELION motion STAR (as relion_run_motioncorr does) for ``result``."""
     blocks: dict[str, Any] = {
         "general": dict(general),
-        "global_shift": pd.DataFrame({
-            "rlnMicrographFrameNumber": list(range(1, len(result.shifts) + 1)),
-            "rlnMicrographShiftX": [s[0] for s in result.shifts],
-            "rlnMicrographShiftY": [s[1] for s in result.shifts],
-        }),
-    }  # fmt: skip
+        "global_shift": pd.DataFrame(
+            {
+                "rlnMicrographFrameNumber": list(range(1, len(result.shifts) + 1)),
+                "rlnMicrographShiftX": [s[0] for s in result.shifts],
+                "rlnMicrographShiftY": [s[1] for s in result.shifts],
+            }
+        ),
+    }
     if result.local:
         blocks["local_shift"] = pd.DataFrame(
             result.local,
-            columns=["rlnMicrographFrameNumber", "rlnCoordinateX", "rlnCoordinateY",
-                     "rlnMicrographShiftX", "rlnMicrographShiftY"],
-        )  # fmt: skip
+            columns=[
+                "rlnMicrographFrameNumber",
+                "rlnCoordinateX",
+                "rlnCoordinateY",
+                "rlnMicrographShiftX",
+                "rlnMicrographShiftY",
+            ],
+        )
     _write_star(Path(path), blocks)
 
 
@@ -118,9 +132,11 @@ def read_coordinates_star(path: Path) -> list[Pick]:
 
 
 def write_coordinates_star(path: Path, picks: list[Pick]) -> None:
-    table = pd.DataFrame({
-        "rlnCoordinateX": [p.x for p in picks],
-        "rlnCoordinateY": [p.y for p in picks],
-        "rlnAutopickFigureOfMerit": [p.score for p in picks],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "rlnCoordinateX": [p.x for p in picks],
+            "rlnCoordinateY": [p.y for p in picks],
+            "rlnAutopickFigureOfMerit": [p.score for p in picks],
+        }
+    )
     _write_star(Path(path), {"": table})

@@ -10,11 +10,18 @@ from .session import SimParams, simulate_session
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    params = SimParams(size=args.size, n_frames=args.frames, pixel_size=args.pixel_size,
-                       dose_per_frame=args.dose, format=args.format, gain=not args.no_gain,
-                       seed=args.seed)  # fmt: skip
-    truth = simulate_session(Path(args.out), params, args.movies, args.corrupt, args.truncated,
-                             interval=args.interval)  # fmt: skip
+    params = SimParams(
+        size=args.size,
+        n_frames=args.frames,
+        pixel_size=args.pixel_size,
+        dose_per_frame=args.dose,
+        format=args.format,
+        gain=not args.no_gain,
+        seed=args.seed,
+    )
+    truth = simulate_session(
+        Path(args.out), params, args.movies, args.corrupt, args.truncated, interval=args.interval
+    )
     print(f"wrote {len(truth.movies)} movies to {args.out} (ground_truth.json)")
     return 0
 
@@ -31,7 +38,11 @@ def register(sub: Any) -> None:
     p.add_argument("--no-gain", action="store_true", help="gain-normalised movies, no gain.mrc")
     p.add_argument("--corrupt", type=int, default=0, help="movies with a garbage header")
     p.add_argument("--truncated", type=int, default=0, help="movies cut to half their size")
-    p.add_argument("--interval", type=float, default=0.0,
-                   help="seconds between movies; movies then grow while written, like EPU")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds between movies; movies then grow while written, like EPU",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_simulate)

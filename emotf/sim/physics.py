@@ -53,11 +53,13 @@ def make_protein(diameter: float, rng: np.random.Generator, n_atoms: int = 3000)
 def random_rotation(rng: np.random.Generator) -> FloatArray:
     q = rng.normal(size=4)
     w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def place_particles(
@@ -77,9 +79,13 @@ def place_particles(
 
 
 def particle_phase(
-    shape: tuple[int, int], protein: Protein, centres: FloatArray, pixel_size: float,
-    mean_phase: float, rng: np.random.Generator,
-) -> FloatArray:  # fmt: skip
+    shape: tuple[int, int],
+    protein: Protein,
+    centres: FloatArray,
+    pixel_size: float,
+    mean_phase: float,
+    rng: np.random.Generator,
+) -> FloatArray:
     """Projected phase of every particle copy (radians)."""
     ny, nx = shape
     image = np.zeros(shape)
@@ -88,8 +94,12 @@ def particle_phase(
         px, py = xyz[:, 0] + cx, xyz[:, 1] + cy
         x0, y0 = np.floor(px).astype(int), np.floor(py).astype(int)
         fx, fy = px - x0, py - y0
-        for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                          (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):  # fmt: skip
+        for dx, dy, w in (
+            (0, 0, (1 - fx) * (1 - fy)),
+            (1, 0, fx * (1 - fy)),
+            (0, 1, (1 - fx) * fy),
+            (1, 1, fx * fy),
+        ):
             xi, yi = np.clip(x0 + dx, 0, nx - 1), np.clip(y0 + dy, 0, ny - 1)
             np.add.at(image, (yi, xi), w)
     if len(centres):
@@ -120,8 +130,9 @@ def clean_image_ft(
     return spectrum
 
 
-def shifted_frame(spectrum: NDArray[np.complex128], shape: tuple[int, int],
-                  shift: tuple[float, float]) -> FloatArray:  # fmt: skip
+def shifted_frame(
+    spectrum: NDArray[np.complex128], shape: tuple[int, int], shift: tuple[float, float]
+) -> FloatArray:
     """Intensity displaced by ``shift`` = (dx, dy) px (separable Fourier phase ramp)."""
     ny, nx = shape
     ramp_y = np.exp(-2j * math.pi * np.fft.fftfreq(ny) * shift[1])[:, None]
@@ -130,9 +141,13 @@ def shifted_frame(spectrum: NDArray[np.complex128], shape: tuple[int, int],
 
 
 def count_frames(
-    spectrum: NDArray[np.complex128], shape: tuple[int, int], drift: FloatArray,
-    counts_per_pixel: float, sensitivity: FloatArray | None, rng: np.random.Generator,
-) -> NDArray[np.uint8]:  # fmt: skip
+    spectrum: NDArray[np.complex128],
+    shape: tuple[int, int],
+    drift: FloatArray,
+    counts_per_pixel: float,
+    sensitivity: FloatArray | None,
+    rng: np.random.Generator,
+) -> NDArray[np.uint8]:
     """Poisson-counted frames (uint8), one per drift position."""
     frames = np.empty((len(drift), *shape), dtype=np.uint8)
     for i, shift in enumerate(drift):

@@ -77,7 +77,11 @@ class SessionTruth:
     def to_dict(self) -> dict[str, Any]:
         p = self.params
         return {
-            "optics": {"voltage": p.voltage, "cs": p.cs, "amplitude_contrast": p.amplitude_contrast},
+            "optics": {
+                "voltage": p.voltage,
+                "cs": p.cs,
+                "amplitude_contrast": p.amplitude_contrast,
+            },
             "pixel_size": p.pixel_size,
             "dose_per_frame": p.dose_per_frame,
             "n_frames": p.n_frames,
@@ -122,8 +126,10 @@ class SessionSimulator:
         n = self.count
         square = 1000 + n // self.params.movies_per_square
         stamp = dt.datetime(2026, 1, 1, 9, 0, 0) + dt.timedelta(seconds=30 * n)
-        base = (f"Images-Disc1/GridSquare_{square}/Data/FoilHole_{20000 + n}_Data_{30000 + n}_"
-                f"{n % 7}_{stamp:%Y%m%d_%H%M%S}")  # fmt: skip
+        base = (
+            f"Images-Disc1/GridSquare_{square}/Data/FoilHole_{20000 + n}_Data_{30000 + n}_"
+            f"{n % 7}_{stamp:%Y%m%d_%H%M%S}"
+        )
         suffix = "_fractions.tiff" if self.params.format == "tiff" else "_Fractions.mrc"
         return base + ".xml", base + suffix
 
@@ -148,17 +154,29 @@ class SessionSimulator:
         counts = p.dose_per_frame * p.pixel_size**2
         frames = count_frames(spectrum, shape, drift, counts, self.sensitivity, rng)
         data = encode_movie(frames, p.format)
-        data = corrupt(data) if kind == "corrupt" else truncate(data) if kind == "truncated" else data
+        data = (
+            corrupt(data) if kind == "corrupt" else truncate(data) if kind == "truncated" else data
+        )
         xml_key, key = self._names()
-        fields = XmlFields(p.pixel_size, p.voltage, p.dose_per_frame * p.n_frames, p.n_frames,
-                           defocus.mean, p.n_frames * 0.05,
-                           dt.datetime.now(dt.UTC).isoformat())  # fmt: skip
+        fields = XmlFields(
+            p.pixel_size,
+            p.voltage,
+            p.dose_per_frame * p.n_frames,
+            p.n_frames,
+            defocus.mean,
+            p.n_frames * 0.05,
+            dt.datetime.now(dt.UTC).isoformat(),
+        )
         (self.root / xml_key).parent.mkdir(parents=True, exist_ok=True)
         (self.root / xml_key).write_text(movie_xml(fields))
         self.truth.movies[key] = {
-            "kind": kind, "defocus_u": defocus.u, "defocus_v": defocus.v, "angle": defocus.angle,
-            "drift": drift.round(4).tolist(), "particles": centres.round(2).tolist(),
-        }  # fmt: skip
+            "kind": kind,
+            "defocus_u": defocus.u,
+            "defocus_v": defocus.v,
+            "angle": defocus.angle,
+            "drift": drift.round(4).tolist(),
+            "particles": centres.round(2).tolist(),
+        }
         self.truth.write()  # before the movie appears: truth is complete for any visible movie
         write_growing(self.root / key, data, chunks, seconds)
         self.count += 1
@@ -166,9 +184,14 @@ class SessionSimulator:
 
 
 def simulate_session(
-    root: Path, params: SimParams, n_movies: int, n_corrupt: int = 0, n_truncated: int = 0,
-    interval: float = 0.0, stop: threading.Event | None = None,
-) -> SessionTruth:  # fmt: skip
+    root: Path,
+    params: SimParams,
+    n_movies: int,
+    n_corrupt: int = 0,
+    n_truncated: int = 0,
+    interval: float = 0.0,
+    stop: threading.Event | None = None,
+) -> SessionTruth:
     """Write ``n_movies`` good movies then the bad ones; one every ``interval`` seconds."""
     sim = SessionSimulator(root, params)
     kinds = ["good"] * n_movies + ["corrupt"] * n_corrupt + ["truncated"] * n_truncated

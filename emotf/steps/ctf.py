@@ -84,8 +84,13 @@ def run_emotf(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> Non
         stem = out_stem(ctx.batch, row)
         stem.parent.mkdir(parents=True, exist_ok=True)
         pixel = float(row["pixel_size"]) * float(row.get("binning", 1.0))
-        jobs[key] = (row["micrograph_nodw"], str(stem), pixel, optics_of(ctx.config, row),
-                     search_params(ctx.config, row))  # fmt: skip
+        jobs[key] = (
+            row["micrograph_nodw"],
+            str(stem),
+            pixel,
+            optics_of(ctx.config, row),
+            search_params(ctx.config, row),
+        )
     workers = max(1, min(ctx.threads, len(jobs)))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {key: pool.submit(_estimate_one, job) for key, job in jobs.items()}
@@ -96,8 +101,9 @@ def run_emotf(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> Non
             except Exception as exc:  # one bad micrograph never fails the batch
                 out.fail(key, f"CTF estimation failed: {exc}")
                 continue
-            out.succeed(key, ice_ring_density=_ice(stem),
-                        **ctf_fields(result, stem, f"{stem}.ctf:mrc"))  # fmt: skip
+            out.succeed(
+                key, ice_ring_density=_ice(stem), **ctf_fields(result, stem, f"{stem}.ctf:mrc")
+            )
 
 
 def collect_ctffind(out: StepOutput, key: str, stem: Path) -> None:
@@ -112,8 +118,9 @@ def collect_ctffind(out: StepOutput, key: str, stem: Path) -> None:
 def run(ctx: StepContext) -> StepOutput:
     backend = ctx.config["ctffind"]["backend"]
     out = start_output(ctx, "ctffind", backend)
-    rows = merged_ok(load_output(ctx.inputs["import_json"]),
-                     load_output(ctx.inputs["motioncor_json"]))  # fmt: skip
+    rows = merged_ok(
+        load_output(ctx.inputs["import_json"]), load_output(ctx.inputs["motioncor_json"])
+    )
     step_dir(ctx.batch).mkdir(parents=True, exist_ok=True)
     if rows and backend == "emotf":
         run_emotf(ctx, out, rows)

@@ -28,8 +28,9 @@ def _metadata(source: Path, n_frames: int, acquisition: dict[str, Any]) -> dict[
     if xml.exists():
         meta = parse_movie_xml(xml)
         if meta.n_fractions and meta.n_fractions != n_frames:
-            log.info("%s: XML says %d fractions, file has %d frames", source, meta.n_fractions,
-                     n_frames)
+            log.info(
+                "%s: XML says %d fractions, file has %d frames", source, meta.n_fractions, n_frames
+            )
         dose_per_frame = meta.total_dose / n_frames if n_frames else meta.dose_per_frame
         return {
             "pixel_size": meta.pixel_size,

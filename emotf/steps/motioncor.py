@@ -60,21 +60,42 @@ def _relion_argv(ctx: StepContext, star: Path, row: Record, gain: Path | None) -
     mc = ctx.config["motioncor"]
     exe = mc.get("executable") or "relion_run_motioncorr"
     argv = [
-        exe, "--i", str(star), "--o", f"{step_dir(ctx.batch)}/", "--use_own",
-        "--j", str(ctx.threads),
-        "--angpix", str(row["pixel_size"]), "--voltage", str(row["voltage"]),
-        "--dose_per_frame", str(row["dose_per_frame"]),
-        "--patch_x", str(mc["patches"][0]), "--patch_y", str(mc["patches"][1]),
-        "--bfactor", str(mc["bfactor"]), "--save_noDW",
-    ]  # fmt: skip
+        exe,
+        "--i",
+        str(star),
+        "--o",
+        f"{step_dir(ctx.batch)}/",
+        "--use_own",
+        "--j",
+        str(ctx.threads),
+        "--angpix",
+        str(row["pixel_size"]),
+        "--voltage",
+        str(row["voltage"]),
+        "--dose_per_frame",
+        str(row["dose_per_frame"]),
+        "--patch_x",
+        str(mc["patches"][0]),
+        "--patch_y",
+        str(mc["patches"][1]),
+        "--bfactor",
+        str(mc["bfactor"]),
+        "--save_noDW",
+    ]
     if mc["dose_weighting"]:
         argv.append("--dose_weighting")
     if mc["bin_factor"] != 1:
         argv += ["--bin_factor", str(mc["bin_factor"])]
     if gain is not None:
         acq = ctx.config["acquisition"]
-        argv += ["--gainref", str(gain), "--gain_flip", str(acq["gain_flip"]),
-                 "--gain_rot", str(acq["gain_rot"])]  # fmt: skip
+        argv += [
+            "--gainref",
+            str(gain),
+            "--gain_flip",
+            str(acq["gain_flip"]),
+            "--gain_rot",
+            str(acq["gain_rot"]),
+        ]
     return argv
 
 
@@ -142,8 +163,10 @@ def run(ctx: StepContext) -> StepOutput:
             run_motioncor(ctx, out, rows)
     merged = {k: {**rows[k], **v} for k, v in out.ok().items()}
     write_micrographs_star(
-        ctx.outputs["star"], merged, ctx.config["acquisition"],
+        ctx.outputs["star"],
+        merged,
+        ctx.config["acquisition"],
         binning=float(ctx.config["motioncor"]["bin_factor"]),
-    )  # fmt: skip
+    )
     out.write(ctx.outputs["json"])
     return out

@@ -39,12 +39,25 @@ def coordinates_path(batch: str, micrograph: str) -> Path:
 def _log_argv(ctx: StepContext, star: Path) -> list[str]:
     c = ctx.config["cryolo"]
     return [
-        "relion_autopick", "--i", str(star), "--odir", f"{step_dir(ctx.batch)}/",
-        "--pickname", "autopick", "--LoG",
-        "--LoG_diam_min", str(c["diameter_min"]), "--LoG_diam_max", str(c["diameter_max"]),
-        "--shrink", "0", "--lowpass", str(c["lowpass"]),
-        "--LoG_adjust_threshold", str(c["log_threshold"]),
-    ]  # fmt: skip
+        "relion_autopick",
+        "--i",
+        str(star),
+        "--odir",
+        f"{step_dir(ctx.batch)}/",
+        "--pickname",
+        "autopick",
+        "--LoG",
+        "--LoG_diam_min",
+        str(c["diameter_min"]),
+        "--LoG_diam_max",
+        str(c["diameter_max"]),
+        "--shrink",
+        "0",
+        "--lowpass",
+        str(c["lowpass"]),
+        "--LoG_adjust_threshold",
+        str(c["log_threshold"]),
+    ]
 
 
 def _collect(out: StepOutput, key: str, coords: Path) -> bool:
@@ -62,13 +75,15 @@ def _collect(out: StepOutput, key: str, coords: Path) -> bool:
 def _run_log_group(ctx: StepContext, out: StepOutput, rows: dict[str, Record], tag: str) -> None:
     folder = step_dir(ctx.batch)
     star = folder / f"micrographs_{tag}.star"
-    write_micrographs_star(star, rows, ctx.config["acquisition"],
-                           binning=float(ctx.config["motioncor"]["bin_factor"]))  # fmt: skip
+    write_micrographs_star(
+        star, rows, ctx.config["acquisition"], binning=float(ctx.config["motioncor"]["bin_factor"])
+    )
     proc = run_tool(_log_argv(ctx, star), folder / "relion_autopick.log")
     missing = {
-        k: r for k, r in rows.items()
+        k: r
+        for k, r in rows.items()
         if not _collect(out, k, coordinates_path(ctx.batch, r["micrograph"]))
-    }  # fmt: skip
+    }
     if not missing:
         return
     if len(rows) > 1:
@@ -81,8 +96,9 @@ def _run_log_group(ctx: StepContext, out: StepOutput, rows: dict[str, Record], t
 def run(ctx: StepContext) -> StepOutput:
     backend = ctx.config["cryolo"]["backend"]
     out = start_output(ctx, "picking", backend)
-    rows = merged_ok(load_output(ctx.inputs["import_json"]),
-                     load_output(ctx.inputs["motioncor_json"]))  # fmt: skip
+    rows = merged_ok(
+        load_output(ctx.inputs["import_json"]), load_output(ctx.inputs["motioncor_json"])
+    )
     step_dir(ctx.batch).mkdir(parents=True, exist_ok=True)
     if rows and backend == "relion_log":
         _run_log_group(ctx, out, rows, "all")

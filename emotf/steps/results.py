@@ -30,8 +30,7 @@ def merge_movie(key: str, found: float, outputs: dict[str, StepOutput]) -> dict[
         entry = outputs[step].movies.get(key)
         if entry is None:
             if record["state"] == "done":
-                record.update(state="failed", failed_step=step,
-                              reason=f"no {step} result")  # fmt: skip
+                record.update(state="failed", failed_step=step, reason=f"no {step} result")
             continue
         record["times"][step] = entry.get("time")
         if not entry.get("ok"):

@@ -52,10 +52,18 @@ def bsub(argv: list[str]) -> int:
     wrapped = f"{command}; echo $? > {marker}"
     with open(out, "a") as log:
         proc = subprocess.Popen(  # noqa: S602 - the job command is what LSF itself runs
-            ["/bin/sh", "-c", wrapped], cwd=cwd, env=env, stdout=log, stderr=log,
+            ["/bin/sh", "-c", wrapped],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=log,
             start_new_session=True,
         )
-    jobs[jobid] = {"pid": proc.pid, "name": _option(argv, "-J") or "", "queue": _option(argv, "-q") or "normal"}
+    jobs[jobid] = {
+        "pid": proc.pid,
+        "name": _option(argv, "-J") or "",
+        "queue": _option(argv, "-q") or "normal",
+    }
     _save(jobs)
     print(f"Job <{jobid}> is submitted to queue <{jobs[jobid]['queue']}>.")
     return 0
@@ -112,8 +120,14 @@ def bhist(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"bsub": bsub, "bjobs": bjobs, "bkill": bkill, "badmin": badmin,
-            "lsclusters": lsclusters, "bhist": bhist}
+COMMANDS = {
+    "bsub": bsub,
+    "bjobs": bjobs,
+    "bkill": bkill,
+    "badmin": badmin,
+    "lsclusters": lsclusters,
+    "bhist": bhist,
+}
 
 
 if __name__ == "__main__":
