@@ -8,6 +8,7 @@ one stopped: batches already written are not cut again, finished ones are not re
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ class OtfSession:
         self.attempts: dict[str, int] = {}
         self.last_activity = time.time()
         self._stop_requested = False
-        self._stars_batches = -1
+        self._stars_signature: tuple[int, int] = (-1, -1)
 
     # -- batches ---------------------------------------------------------------------------
     def _failed_batches(self) -> set[str]:
@@ -177,10 +178,13 @@ class OtfSession:
         return now - self.last_activity >= self.options.idle_timeout
 
     def write_outputs(self) -> None:
-        done = len(list((self.out_dir / "Results").glob("b*.json")))
-        if done != self._stars_batches:
+        """Rewrite the session STAR files when any batch result appeared or changed."""
+        folder = self.out_dir / "Results"
+        entries = list(os.scandir(folder)) if folder.is_dir() else []
+        signature = (len(entries), max((e.stat().st_mtime_ns for e in entries), default=0))
+        if signature != self._stars_signature:
             write_session_stars(self.out_dir, self.config)
-            self._stars_batches = done
+            self._stars_signature = signature
 
     # -- driving -----------------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -35,7 +35,3 @@ def write_session_stars(
         "ctf": len(with_ctf),
         "coordinates": len(with_coords),
     }
-
-
-def session_stars_from_snakemake(smk: Any) -> None:
-    write_session_stars(Path.cwd(), dict(smk.config))

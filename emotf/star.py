@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import starfile
 
+from .fsutil import publish
+
 Row = Mapping[str, Any]
 
 
@@ -26,7 +28,7 @@ def atomic_write_star(path: Path, blocks: dict[str, pd.DataFrame]) -> None:
     os.close(fd)
     try:
         starfile.write(blocks, tmp, overwrite=True)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -15,6 +15,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
+from ..fsutil import publish
 from ..records import CtfResult
 from .estimate import CtfEstimate, CtfSearch, estimate_ctf
 from .model import Optics
@@ -50,7 +51,7 @@ def _atomic_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def ctffind_txt(results: list[CtfResult], header: CtffindHeader) -> str:
@@ -87,7 +88,7 @@ def write_diagnostic(path: Path, image: np.ndarray) -> None:
     os.close(fd)
     with mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(image.astype(np.float32)[None])
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def run_on_file(

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import starfile
 
+from ..fsutil import publish
 from ..records import MotionResult, ParseError, Pick
 
 
@@ -79,7 +80,7 @@ def _write_star(path: Path, blocks: dict[str, Any]) -> None:
     os.close(fd)
     try:
         starfile.write(blocks, tmp, overwrite=True)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

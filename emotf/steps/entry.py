@@ -1,11 +1,11 @@
-"""Entry point used by the workflow's ``script:`` directives (``workflows/scripts/step.py``)."""
+"""Entry point of the workflow's rules: ``run: run_step("motioncor", input, output, ...)``."""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,36 +25,62 @@ def _steps() -> dict[str, Callable[[StepContext], Any]]:
     }
 
 
-def run_from_snakemake(smk: Any) -> None:
-    """Run the step named by ``params.step`` for one batch, logging to the rule's log file."""
-    log_file = Path(smk.log[0])
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=log_file,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
-    step = str(smk.params.step)
-    requested = int(getattr(smk.resources, "gpu", 0) or 0)
+@contextmanager
+def _step_log(path: Path) -> Iterator[None]:
+    """Send the ``emotf`` loggers to the rule's log file for the duration of a step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("emotf")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
-        with allocate(requested) as gpus:
-            if gpus:
-                # programs then see exactly these devices, numbered from 0 (-Gpu 0, -g 0)
-                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-            _run(smk, step, gpus)
-    except Exception:
-        logging.getLogger(__name__).exception("step %s failed", step)
-        sys.exit(1)
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+        handler.close()
 
 
-def _run(smk: Any, step: str, gpus: list[str]) -> None:
-    ctx = StepContext(
-        batch=str(smk.wildcards.batch),
-        config=dict(smk.config),
-        inputs={name: Path(str(value)) for name, value in smk.input.items()},
-        outputs={name: Path(str(value)) for name, value in smk.output.items()},
-        threads=int(smk.threads),
-        gpus=gpus,
-    )
-    _steps()[step](ctx)
+@contextmanager
+def _visible_gpus(gpus: list[str]) -> Iterator[None]:
+    """Programs started by the step see exactly these devices, numbered from 0."""
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+
+
+def run_step(
+    step: str,
+    input: Any,
+    output: Any,
+    log: Any,
+    threads: int,
+    resources: Any,
+    wildcards: Any,
+    config: dict[str, Any],
+) -> None:
+    """Run one step for one batch from a rule's ``run:`` block (raises on failure)."""
+    with _step_log(Path(str(log[0]))):
+        try:
+            with allocate(int(getattr(resources, "gpu", 0) or 0)) as gpus, _visible_gpus(gpus):
+                ctx = StepContext(
+                    batch=str(wildcards.batch),
+                    config=dict(config),
+                    inputs={name: Path(str(value)) for name, value in input.items()},
+                    outputs={name: Path(str(value)) for name, value in output.items()},
+                    threads=int(threads),
+                    gpus=gpus,
+                )
+                _steps()[step](ctx)
+        except Exception:
+            logging.getLogger(__name__).exception("step %s failed", step)
+            raise

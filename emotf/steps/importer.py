@@ -23,13 +23,14 @@ log = logging.getLogger(__name__)
 MOVIE_LINK_DIR = "Movies"
 
 
-def _metadata(source: Path, n_frames: int, acquisition: dict[str, Any]) -> dict[str, Any]:
+def _metadata(source: Path, fmt: str, n_frames: int, acquisition: dict[str, Any]) -> dict[str, Any]:
     xml = movie_xml_path(source)
     if xml.exists():
         meta = parse_movie_xml(xml)
-        if meta.n_fractions and meta.n_fractions != n_frames:
-            log.info(
-                "%s: XML says %d fractions, file has %d frames", source, meta.n_fractions, n_frames
+        if fmt != "eer" and meta.n_fractions != n_frames:
+            raise MovieError(
+                f"movie has {n_frames} frames but its EPU XML says {meta.n_fractions} "
+                "(truncated or incomplete file)"
             )
         dose_per_frame = meta.total_dose / n_frames if n_frames else meta.dose_per_frame
         return {
@@ -72,7 +73,7 @@ def _link(workdir: Path, key: str, source: Path) -> str:
 def import_movie(ctx: StepContext, out: StepOutput, key: str, source: Path) -> None:
     try:
         info = probe_movie(source)
-        meta = _metadata(source, info.n_frames, ctx.config["acquisition"])
+        meta = _metadata(source, info.format, info.n_frames, ctx.config["acquisition"])
     except (MovieError, MetadataError) as exc:
         out.fail(key, str(exc))
         return

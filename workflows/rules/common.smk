@@ -4,6 +4,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from emotf.outputs import write_session_stars
+from emotf.steps.entry import run_step
+
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -12,7 +15,6 @@ wildcard_constraints:
     batch=r"b\d{6}",
 
 
-STEP_SCRIPT = "../scripts/step.py"
 SESSION_STARS = ["movies.star", "micrographs.star", "micrographs_ctf.star", "autopick.star"]
 GPU_BACKENDS = {"motioncor2", "motioncor3", "cryolo"}
 

@@ -11,7 +11,5 @@ rule cryolo:
     threads: 1
     resources:
         gpu=gpus_for("cryolo"),
-    params:
-        step="picking",
-    script:
-        STEP_SCRIPT
+    run:
+        run_step("picking", input, output, log, threads, resources, wildcards, config)

@@ -9,7 +9,5 @@ rule ctffind:
     log:
         "logs/ctffind/{batch}.log",
     threads: 2
-    params:
-        step="ctffind",
-    script:
-        STEP_SCRIPT
+    run:
+        run_step("ctffind", input, output, log, threads, resources, wildcards, config)

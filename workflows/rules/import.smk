@@ -8,7 +8,5 @@ rule import_movies:
     log:
         "logs/import/{batch}.log",
     threads: 1
-    params:
-        step="import",
-    script:
-        STEP_SCRIPT
+    run:
+        run_step("import", input, output, log, threads, resources, wildcards, config)

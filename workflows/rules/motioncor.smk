@@ -10,7 +10,5 @@ rule motioncor:
     threads: 2
     resources:
         gpu=gpus_for("motioncor"),
-    params:
-        step="motioncor",
-    script:
-        STEP_SCRIPT
+    run:
+        run_step("motioncor", input, output, log, threads, resources, wildcards, config)

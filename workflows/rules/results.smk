@@ -11,10 +11,8 @@ rule batch_results:
     log:
         "logs/results/{batch}.log",
     localrule: True
-    params:
-        step="results",
-    script:
-        STEP_SCRIPT
+    run:
+        run_step("results", input, output, log, threads, resources, wildcards, config)
 
 
 rule session_stars:
@@ -26,5 +24,5 @@ rule session_stars:
     log:
         "logs/session_stars.log",
     localrule: True
-    script:
-        "../scripts/session_stars.py"
+    run:
+        write_session_stars(Path.cwd(), config)

@@ -1,0 +1,151 @@
+"""The whole pipeline on simulated sessions, with the real CPU backends and real Snakemake.
+
+Needs RELION's CPU programs (Debian package ``relion``); the test suite is run through
+``make test``, which installs them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import starfile
+
+from emotf.cli import run_session
+from emotf.demo import demo_config
+from emotf.evaluate import evaluate
+from emotf.otf import OtfOptions, Status
+from emotf.progress import ProgressReader
+from emotf.sim import SimParams, simulate_session
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("relion_run_motioncorr") is None, reason="RELION not installed"
+    ),
+]
+
+
+def snakemake(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=folder, capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Status]:
+    root = tmp_path_factory.mktemp("e2e")
+    session, out = root / "session", root / "session_OTF"
+    params = SimParams(size=1024, n_frames=20, format="tiff", gain=True, seed=7)
+    truth = simulate_session(session, params, n_movies=8, n_corrupt=1, n_truncated=1)
+    config = demo_config(truth.particle_diameter)
+    config["acquisition"] = {"gain": "gain.mrc", "gain_flip": 1}  # TIFF read flipped by RELION
+    status = run_session(session, out, config, OtfOptions(once=True, poll_interval=1), quiet=True)
+    return session, out, status
+
+
+def test_every_movie_accounted_for(processed: tuple[Path, Path, Status]) -> None:
+    _session, out, status = processed
+    counts = status.counts
+    assert status.movies_found == 10
+    assert counts["done"] == 8 and counts["failed"] == 2
+    assert counts["done"] + counts["failed"] == status.movies_found
+    records = ProgressReader(out).results()
+    assert len(records) == len({r["key"] for r in records}) == 10
+    failed = {r["key"]: r for r in records if r["state"] == "failed"}
+    reasons = sorted(r["reason"] for r in failed.values())
+    assert all(r["failed_step"] == "import" for r in failed.values())
+    assert "corrupt" in reasons[0] or "corrupt" in reasons[1]
+    assert any("truncated" in r for r in reasons)
+    for record in records:
+        if record["state"] == "done":
+            assert set(record["times"]) == {"import", "motioncor", "ctffind", "picking"}
+
+
+def test_accuracy_against_ground_truth(processed: tuple[Path, Path, Status]) -> None:
+    session, out, _status = processed
+    scores = evaluate(out, session, ProgressReader(out).results())
+    assert len(scores) == 8
+    for s in scores:
+        assert s.drift_rmse is not None and s.drift_rmse <= 0.5, s
+        assert s.defocus_u_error is not None and s.defocus_u_error <= 200, s
+        assert s.defocus_v_error is not None and s.defocus_v_error <= 200, s
+        if (s.astigmatism or 0) >= 300:
+            assert s.angle_error is not None and s.angle_error <= 10, s
+        assert s.recall is not None and s.recall >= 0.8, s
+        assert s.precision is not None and s.precision >= 0.8, s
+
+
+def test_relion_compatible_star_files(processed: tuple[Path, Path, Status]) -> None:
+    _session, out, _status = processed
+    mics = starfile.read(out / "micrographs.star", always_dict=True)
+    assert len(mics["micrographs"]) == 8
+    for column in ("rlnAccumMotionTotal", "rlnAccumMotionEarly", "rlnAccumMotionLate"):
+        assert (mics["micrographs"][column] >= 0).all()
+    assert (mics["micrographs"]["rlnAccumMotionTotal"] > 0).all()
+    ctf = starfile.read(out / "micrographs_ctf.star", always_dict=True)["micrographs"]
+    assert len(ctf) == 8
+    assert ctf["rlnDefocusU"].between(5000, 30000).all()
+    assert (ctf["rlnCtfFigureOfMerit"] > 0).all() and (ctf["rlnCtfMaxResolution"] < 10).all()
+    assert ctf["rlnMicrographName"].is_unique
+    coords = starfile.read(out / "autopick.star", always_dict=True)["coordinate_files"]
+    assert len(coords) == 8
+    for path in coords["rlnMicrographCoordinates"]:
+        picks = starfile.read(out / path)
+        assert len(picks) > 5 and {"rlnCoordinateX", "rlnCoordinateY"} <= set(picks.columns)
+    movies = starfile.read(out / "movies.star", always_dict=True)
+    assert len(movies["movies"]) == 8
+    assert movies["optics"]["rlnSphericalAberration"].iloc[0] == pytest.approx(2.7)
+
+
+def test_manual_rerun_with_plain_snakemake(processed: tuple[Path, Path, Status]) -> None:
+    _session, out, _status = processed
+    dry = snakemake(out, "-n")
+    assert dry.returncode == 0, dry.stderr
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    batch = json.loads((out / "Results" / "b000001.json").read_text())
+    (out / "Results" / "b000001.json").unlink()
+    (out / "CtfFind" / "b000001" / "ctffind.json").unlink()
+    rerun = snakemake(out)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    again = json.loads((out / "Results" / "b000001.json").read_text())
+    assert [m["key"] for m in again["movies"]] == [m["key"] for m in batch["movies"]]
+    assert [m["state"] for m in again["movies"]] == [m["state"] for m in batch["movies"]]
+
+
+def test_workflow_lint_has_no_errors(processed: tuple[Path, Path, Status]) -> None:
+    _session, out, _status = processed
+    lint = snakemake(out, "--lint")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_streaming_session_with_growing_movies(tmp_path: Path) -> None:
+    session, out = tmp_path / "live", tmp_path / "live_OTF"
+    params = SimParams(size=768, n_frames=16, format="mrc", gain=False, seed=3)
+    stop = threading.Event()
+    writer = threading.Thread(
+        target=simulate_session, args=(session, params, 5),
+        kwargs={"interval": 2.0, "stop": stop}, daemon=True,
+    )
+    session.mkdir()
+    writer.start()
+    config = demo_config(params.particle_diameter)
+    config["batches"] = {"size": 2, "tail_seconds": 3, "settle_seconds": 2}
+    try:
+        status = run_session(session, out, config,
+                             OtfOptions(idle_timeout=12, poll_interval=1), quiet=True)
+    finally:
+        stop.set()
+        writer.join(60)
+    assert status.state == "finished"
+    assert status.movies_found == 5
+    assert status.counts["done"] == 5 and status.counts["failed"] == 0
+    manifests = sorted((out / "batches").glob("b*.json"))
+    sizes = [len(json.loads(p.read_text())["movies"]) for p in manifests]
+    assert sum(sizes) == 5 and max(sizes) <= 2
