@@ -1,0 +1,53 @@
+"""CTFFIND4 / CTFFIND5 backend of the CTF step: one program run per micrograph."""
+
+from __future__ import annotations
+
+import os
+
+from ..parsers.ctffind import parse_ctffind_stdout
+from ..records import ParseError
+from ..tools import ctffind as cf
+from .base import Record, StepContext, StepOutput, error_tail, run_tool
+from .ctf import collect_ctffind, ctf_fields, out_stem
+
+
+def _params(ctx: StepContext, row: Record) -> cf.CtffindParams:
+    c, acq = ctx.config["ctffind"], ctx.config["acquisition"]
+    return cf.CtffindParams(
+        pixel_size=float(row["pixel_size"]) * float(row.get("binning", 1.0)),
+        voltage=float(row["voltage"]),
+        cs=float(acq["cs"]),
+        amplitude_contrast=float(acq["amplitude_contrast"]),
+        box=int(c["box"]),
+        min_res=float(c["min_res"]),
+        max_res=float(c["max_res"]),
+        min_defocus=float(c["min_defocus"]),
+        max_defocus=float(c["max_defocus"]),
+        step=float(c["step"]),
+        thickness=bool(c["thickness"]),
+    )
+
+
+def run_ctffind(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> None:
+    c = ctx.config["ctffind"]
+    version = 5 if c["backend"] == "ctffind5" else 4
+    exe = c.get("executable") or ("ctffind5" if version == 5 else "ctffind")
+    env = dict(os.environ, LC_ALL="C")
+    for key, row in rows.items():
+        stem = out_stem(ctx.batch, row)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        diagnostic = stem.with_name(stem.name + ".ctf")
+        answers = cf.stdin_answers(row["micrograph_nodw"], diagnostic, _params(ctx, row), version)
+        proc = run_tool(
+            [exe], stem.parent / "ctffind.log", stdin="\n".join(answers) + "\n", env=env
+        )
+        txt, _avrot = cf.outputs(diagnostic)
+        if txt.is_file():
+            collect_ctffind(out, key, stem)
+            continue
+        try:  # some builds print the summary but fail to write the text file
+            result = parse_ctffind_stdout(proc.stdout)
+        except ParseError:
+            out.fail(key, f"CTFFIND wrote no results: {error_tail(proc)}")
+            continue
+        out.succeed(key, ice_ring_density=None, **ctf_fields(result, stem, f"{diagnostic}:mrc"))
