@@ -34,7 +34,11 @@ pytestmark = [
 def snakemake(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
-        cwd=folder, capture_output=True, text=True, timeout=600, check=False,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -130,16 +134,19 @@ def test_streaming_session_with_growing_movies(tmp_path: Path) -> None:
     params = SimParams(size=768, n_frames=16, format="mrc", gain=False, seed=3)
     stop = threading.Event()
     writer = threading.Thread(
-        target=simulate_session, args=(session, params, 5),
-        kwargs={"interval": 2.0, "stop": stop}, daemon=True,
+        target=simulate_session,
+        args=(session, params, 5),
+        kwargs={"interval": 2.0, "stop": stop},
+        daemon=True,
     )
     session.mkdir()
     writer.start()
     config = demo_config(params.particle_diameter)
     config["batches"] = {"size": 2, "tail_seconds": 3, "settle_seconds": 2}
     try:
-        status = run_session(session, out, config,
-                             OtfOptions(idle_timeout=12, poll_interval=1), quiet=True)
+        status = run_session(
+            session, out, config, OtfOptions(idle_timeout=12, poll_interval=1), quiet=True
+        )
     finally:
         stop.set()
         writer.join(60)

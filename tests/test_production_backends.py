@@ -1,0 +1,95 @@
+"""The MotionCor3 / CTFFIND5 / crYOLO code paths, run end to end through Snakemake.
+
+These programs need GPUs or licences, so they are replaced at the process boundary by
+``tests/fakes/fake_tools.py``, which records the exact argv/stdin emotf passes and writes
+output files in the real programs' formats. Everything on emotf's side is real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import starfile
+
+from emotf.cli import run_session
+from emotf.otf import OtfOptions
+from emotf.progress import ProgressReader
+from emotf.sim import SimParams, simulate_session
+
+FAKE = Path(__file__).parent / "fakes" / "fake_tools.py"
+
+
+def install_fakes(bin_dir: Path) -> None:
+    bin_dir.mkdir()
+    for name in ("MotionCor3", "ctffind5", "cryolo_predict.py"):
+        tool = bin_dir / name
+        tool.write_text(
+            f"#!{sys.executable}\nimport os, runpy\nos.environ['FAKE_TOOL'] = {name!r}\n"
+            f"runpy.run_path({str(FAKE)!r}, run_name='__main__')\n"
+        )
+        tool.chmod(0o755)
+
+
+@pytest.mark.slow
+def test_gpu_backends_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fakes(tmp_path / "bin")
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TOOLS_LOG", str(calls))
+    monkeypatch.setenv("EMOTF_GPUS", "0,1")  # two fake local GPUs (no NVML here)
+    monkeypatch.setenv("EMOTF_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    session = tmp_path / "session"
+    simulate_session(session, SimParams(size=256, n_frames=8, seed=2), n_movies=3)
+    model = tmp_path / "gmodel_phosnet.h5"
+    model.write_bytes(b"weights")
+    config = {
+        "batches": {"size": 3, "settle_seconds": 0},
+        "acquisition": {"gain": "gain.mrc", "gain_flip": 1},
+        "motioncor": {"backend": "motioncor3", "patches": [5, 5]},
+        "ctffind": {"backend": "ctffind5"},
+        "cryolo": {"backend": "cryolo", "model": str(model), "threshold": 0.3},
+    }
+    out = tmp_path / "otf"
+    status = run_session(session, out, config, OtfOptions(once=True, poll_interval=1), quiet=True)
+    assert status.counts["done"] == 3, status.failures
+    records = {r["key"]: r for r in ProgressReader(out).results()}
+    for r in records.values():
+        assert r["shifts"][:2] == [[0.0, 0.0], [-0.5, 0.25]]
+        assert r["motion_total"] == pytest.approx(3 * 0.5590, abs=1e-3)  # 3 steps × |(−.5,.25)| Å
+        assert r["defocus_u"] == pytest.approx(8984.74, abs=0.01)
+        assert r["thickness"] == pytest.approx(1619.77, abs=0.01)
+        assert r["particles"] == 2  # confidence 0.9 and 0.5 pass 0.3; 0.1 does not
+    log = [json.loads(line) for line in calls.read_text().splitlines()]
+    mc = [c for c in log if c["tool"] == "MotionCor3"]
+    assert len(mc) == 1  # one program start for the whole batch
+    argv = mc[0]["argv"]
+    for flag, value in (
+        ("-Serial", "1"),
+        ("-Gpu", "0"),
+        ("-FmDose", "1.5"),
+        ("-FlipGain", "1"),
+        ("-InSuffix", ".tiff"),
+        ("-PixSize", "1"),
+        ("-kV", "300"),
+    ):
+        assert argv[argv.index(flag) + 1] == value, flag
+    assert argv[argv.index("-Patch") + 1 : argv.index("-Patch") + 3] == ["5", "5"]
+    assert argv[argv.index("-Gain") + 1] == str(session / "gain.mrc")
+    assert mc[0]["cuda"] in {"0", "1"}  # a distinct local device, shown to the tool as GPU 0
+    ctf = [c for c in log if c["tool"] == "ctffind5"]
+    assert len(ctf) == 3
+    answers = ctf[0]["stdin"].splitlines()
+    assert len(answers) == 19 and answers[2] == "1" and answers[-3:] == ["no", "no", "no"]
+    assert ctf[0]["cuda"] is None  # CPU program: no GPU allocated
+    cy = [c for c in log if c["tool"] == "cryolo_predict.py"]
+    assert len(cy) == 1
+    cargv = cy[0]["argv"]
+    assert cargv[cargv.index("-w") + 1] == str(model) and cargv[cargv.index("-g") + 1] == "0"
+    assert cargv[cargv.index("-t") + 1] == "0.3"
+    table = starfile.read(out / "micrographs_ctf.star", always_dict=True)["micrographs"]
+    assert len(table) == 3 and (table["rlnDefocusU"] > 8984).all()
+    assert Path(out / records[next(iter(records))]["motion_star"]).is_file()
