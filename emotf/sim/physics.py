@@ -69,6 +69,8 @@ def place_particles(
     ny, nx = shape
     margin = 0.75 * diameter_px
     centres: list[tuple[float, float]] = []
+    if min(nx, ny) <= 2 * margin:
+        return np.zeros((0, 2))  # image smaller than a particle: ice only
     for _ in range(count * 200):
         if len(centres) == count:
             break
