@@ -1,46 +1,49 @@
 """MotionCor2 / MotionCor3 shifts, whatever the version wrote.
 
-Sources, in the order they are tried by :func:`find_motion_result`:
+Sources understood (all in pixels of the input movie, one ``(x, y)`` per frame):
 
-* ``-LogDir`` files of MotionCor2 ≥ 1.6 and MotionCor3: ``<stem>-Patch-Full.log`` (patch
-  alignment) or ``<stem>-Full.log`` (global only); ``#`` header lines, rows ``frame x y``.
-* ``-LogFile <prefix>`` files of MotionCor2 ≤ 1.5: ``<prefix>0-Patch-Full.log`` or
-  ``<prefix>0-Full.log`` (same rows); ``...-Patch-Patch.log`` rows ``frame cx cy dx dy ...``.
-* MotionCor3 ``-OutAln`` ``<stem>.aln``: ``globalShift`` rows ``frame x y`` (0-based frames),
-  then ``localShift`` rows ``frame cx cy dx dy`` per patch.
-* stdout: after ``Full-frame alignment shift``, either ``...... Frame (  1) shift: x y``
-  lines (1.4/1.5, MotionCor3) or the 1.6 table whose header contains ``x Shift``.
+* ``-LogFile <prefix>`` files of MotionCor2 ≤ 1.5: ``<prefix>0-Full.log`` (global only) or
+  ``<prefix>0-Patch-Full.log`` (patch run), ``#`` header lines then rows ``frame x y``;
+  ``<prefix>0-Patch-Patch.log`` rows ``frame cx cy dx dy fitx fity``.
+* ``-LogDir <dir>`` files of MotionCor2 ≥ 1.6 and MotionCor3: the same files named
+  ``<stem>-Full.log``, ``<stem>-Patch-Full.log``, ``<stem>-Patch-Patch.log``.
+* MotionCor3 ``-OutAln`` ``<stem>.aln``: ``globalShift`` rows ``frame x y`` with **0-based**
+  frames, then ``localShift`` rows ``frame cx cy dx dy`` under each ``patchID``.
+* stdout: after ``Full-frame alignment shift`` either ``...... Frame (  1) shift:  x  y``
+  lines (MotionCor2 1.4/1.5, MotionCor3) or the 1.6 table whose header contains
+  ``x Shift``, which ends at a blank line or ``Global shifts are corrected``.
 
-Shifts are returned as MotionCor reports them, which is RELION's convention (the correction
-applied to each frame): RELION stores MotionCor's numbers unchanged as rlnMicrographShiftX/Y.
+Sign convention. MotionCor reports, for every frame, the shift it *applies* to bring that
+frame onto the reference frame (``-FmRef 0`` = frame 1 → frame 1 is ``(0, 0)``). RELION's
+``rlnMicrographShiftX/Y`` is the same quantity: RELION's own MotionCor2 wrapper
+(``getShiftsMotioncor2``) copies MotionCor's numbers into the global-shift table without
+negation, and its own aligner stores the correction (−drift, verified against a simulator).
+So no sign change is made here; values are returned exactly as MotionCor printed them.
+Frame numbers become 1-based (RELION's ``rlnMicrographFrameNumber``) also for ``.aln``.
+
+Garbage is rejected with :class:`ParseError` naming the file: non-numeric rows, NaN/inf,
+sentinel values (|v| ≥ 9999, e.g. the −9999 RELION wrote when MotionCor2 1.6 logs could not
+be read), frame numbers that are not consecutive, and a frame count other than expected.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..records import MotionResult, ParseError
 
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_FRAME_LINE = re.compile(rf"Frame\s*\(\s*(\d+)\s*\)\s*shift:\s*({_NUM})\s+({_NUM})")
+log = logging.getLogger(__name__)
 
-
-def _numbers(line: str) -> list[float] | None:
-    try:
-        return [float(t) for t in line.split()]
-    except ValueError:
-        return None
-
-
-def _check(shifts: list[tuple[float, float]], source: str) -> MotionResult:
-    if len(shifts) < 2:
-        raise ParseError(f"{source}: fewer than 2 frames of shifts")
-    for x, y in shifts:
-        if not (math.isfinite(x) and math.isfinite(y)) or min(x, y) <= -9999:
-            raise ParseError(f"{source}: invalid shift values ({x}, {y})")
-    return MotionResult(shifts=shifts)
+SENTINEL = 9999.0
+LocalShift = tuple[int, float, float, float, float]
+MOVIE_EXTS = ("", ".tiff", ".tif", ".mrc", ".eer")
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf"
+_FRAME_LINE = re.compile(rf"Frame\s*\(\s*(\d+)\s*\)\s*shift:\s*({_NUM})\s+({_NUM})", re.I)
+_TABLE_ROW = re.compile(rf"^\s*(\d+)\s+({_NUM})\s+({_NUM})\s*$", re.I)
 
 
 def _read(path: Path) -> str:
@@ -50,90 +53,189 @@ def _read(path: Path) -> str:
         raise ParseError(f"{path}: cannot read ({exc.strerror})") from exc
 
 
-def parse_full_log(path: Path) -> MotionResult:
-    """``*-Full.log`` / ``*-Patch-Full.log``: rows ``frame x y`` after ``#`` headers."""
-    rows = []
-    for line in _read(path).splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            values = _numbers(line)
-            if values is None or len(values) < 3:
-                raise ParseError(f"{path}: unexpected line {line.strip()[:60]!r}")
-            rows.append(values)
-    rows.sort(key=lambda r: r[0])
-    return _check([(r[1], r[2]) for r in rows], str(path))
+def _floats(line: str, source: object, n_min: int) -> list[float]:
+    try:
+        values = [float(t) for t in line.split()]
+    except ValueError:
+        raise ParseError(f"{source}: not a row of numbers: {line.strip()[:70]!r}") from None
+    if len(values) < n_min:
+        raise ParseError(f"{source}: {len(values)} columns, expected ≥ {n_min}: {line.strip()!r}")
+    return values
 
 
-def parse_patch_log(path: Path) -> list[tuple[int, float, float, float, float]]:
-    """``*-Patch-Patch.log``: rows ``frame cx cy dx dy [fit x, fit y]``."""
-    local = []
-    for line in _read(path).splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            values = _numbers(line)
-            if values is None or len(values) < 5:
-                raise ParseError(f"{path}: unexpected line {line.strip()[:60]!r}")
-            local.append((int(values[0]), values[1], values[2], values[3], values[4]))
+def _check_values(values: Iterable[float], source: object) -> None:
+    for v in values:
+        if not math.isfinite(v) or abs(v) >= SENTINEL:
+            raise ParseError(f"{source}: invalid shift value {v} (NaN/inf/sentinel)")
+
+
+def _validate(
+    frames: list[int], shifts: list[tuple[float, float]], source: object, n_frames: int | None
+) -> MotionResult:
+    """Check consecutive frames, sane values and the expected count; return a result."""
+    if len(shifts) < 2:
+        raise ParseError(f"{source}: {len(shifts)} frame(s) of shifts; need at least 2")
+    if any(b - a != 1 for a, b in zip(frames, frames[1:], strict=False)):
+        raise ParseError(f"{source}: frame numbers not consecutive: {frames[:12]}")
+    if n_frames is not None and len(shifts) != n_frames:
+        raise ParseError(f"{source}: {len(shifts)} frames of shifts, expected {n_frames}")
+    _check_values((v for s in shifts for v in s), source)
+    return MotionResult(shifts=list(shifts))
+
+
+def _data_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def parse_full_log(path: Path, n_frames: int | None = None) -> MotionResult:
+    """``*-Full.log`` / ``*-Patch-Full.log``: ``#`` headers, then rows ``frame x y``."""
+    rows = [_floats(line, path, 3) for line in _data_lines(_read(path))]
+    frames = [int(r[0]) for r in rows]
+    return _validate(frames, [(r[1], r[2]) for r in rows], path, n_frames)
+
+
+def parse_patch_log(path: Path) -> list[LocalShift]:
+    """``*-Patch-Patch.log``: rows ``frame cx cy dx dy [fitx fity]`` (first 5 columns kept)."""
+    local: list[LocalShift] = []
+    for line in _data_lines(_read(path)):
+        v = _floats(line, path, 5)
+        _check_values(v[1:5], path)
+        local.append((int(v[0]), v[1], v[2], v[3], v[4]))
     return local
 
 
-def parse_aln(path: Path) -> MotionResult:
+def parse_aln(path: Path, n_frames: int | None = None) -> MotionResult:
     """MotionCor3 ``.aln``: global shifts (0-based frames) and optional local shifts."""
     section = ""
+    frames: list[int] = []
     shifts: list[tuple[float, float]] = []
-    local: list[tuple[int, float, float, float, float]] = []
+    local: list[LocalShift] = []
     for line in _read(path).splitlines():
         text = line.strip()
-        lowered = text.lower().replace(" ", "")
-        if "globalshift" in lowered or "localshift" in lowered:
-            section = "global" if "global" in lowered else "local"
+        key = text.lower().replace(" ", "").lstrip("#")
+        if key.startswith("globalshift"):
+            section = "global"
             continue
-        values = _numbers(text) if text and not text.startswith("#") else None
-        if values is None:
+        if key.startswith("localshift"):
+            section = "local"
             continue
-        if section == "global" and len(values) == 3:
-            shifts.append((values[1], values[2]))
-        elif section == "local" and len(values) >= 5:
-            local.append((int(values[0]) + 1, values[1], values[2], values[3], values[4]))
-    result = _check(shifts, str(path))
+        if not text or text.startswith("#") or not (text[0].isdigit() or text[0] in "+-."):
+            continue  # setting lines, stackID / patchID markers
+        v = _floats(text, path, 3)
+        if section == "global":
+            frames.append(int(v[0]))
+            shifts.append((v[1], v[2]))
+        elif section == "local":
+            if len(v) < 5:
+                raise ParseError(f"{path}: local shift row needs 5 columns: {text!r}")
+            _check_values(v[1:5], path)
+            local.append((int(v[0]) + 1, v[1], v[2], v[3], v[4]))
+    if section == "":
+        raise ParseError(f"{path}: no globalShift block (not a MotionCor3 .aln file)")
+    result = _validate(frames, shifts, path, n_frames)
     result.local = local
     return result
 
 
-def parse_stdout(text: str) -> MotionResult:
-    """Shifts printed after ``Full-frame alignment shift`` (1.4/1.5/MC3 lines or 1.6 table)."""
-    start = text.find("Full-frame alignment shift")
-    if start < 0:
-        raise ParseError("MotionCor output has no 'Full-frame alignment shift' section")
-    lines = text[start:].splitlines()[1:]
-    framed = [m for m in (_FRAME_LINE.search(ln) for ln in lines) if m]
-    if framed:
-        return _check([(float(m.group(2)), float(m.group(3))) for m in framed], "stdout")
-    shifts: list[tuple[float, float]] = []
-    in_table = False
-    for line in lines:
-        if "x Shift" in line or "x shift" in line:
-            in_table = True
+def _stdout_sections(text: str) -> list[list[tuple[int, float, float]]]:
+    sections: list[list[tuple[int, float, float]]] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "Full-frame alignment shift" not in line:
             continue
-        if in_table:
-            values = _numbers(line)
-            if not line.strip() or values is None or len(values) < 3:
-                break
-            shifts.append((values[1], values[2]))
-    return _check(shifts, "stdout")
+        rows: list[tuple[int, float, float]] = []
+        table = False
+        for row in lines[i + 1 :]:
+            match = _FRAME_LINE.search(row)
+            if match:  # 1.4 / 1.5 / MotionCor3
+                rows.append((int(match.group(1)), float(match.group(2)), float(match.group(3))))
+                continue
+            if "x shift" in row.lower():  # 1.6 table header
+                table = True
+                continue
+            if table and (match := _TABLE_ROW.match(row)):
+                rows.append((int(match.group(1)), float(match.group(2)), float(match.group(3))))
+                continue
+            if not row.strip() and not rows:
+                continue  # blank lines before the first row
+            break  # blank line, "Global shifts are corrected", anything else
+        sections.append(rows)
+    return sections
 
 
-def find_motion_result(log_dir: Path, stem: str) -> MotionResult:
-    """The shifts of movie ``stem`` from whichever MotionCor log files exist."""
+def parse_stdout_all(text: str, source: str = "stdout") -> list[MotionResult]:
+    """Every ``Full-frame alignment shift`` section (a batch run prints one per movie)."""
+    sections = _stdout_sections(text)
+    if not sections:
+        raise ParseError(f"{source}: no 'Full-frame alignment shift' section")
+    return [
+        _validate([r[0] for r in rows], [(r[1], r[2]) for r in rows], source, None)
+        for rows in sections
+    ]
+
+
+def parse_stdout(text: str, source: str = "stdout", n_frames: int | None = None) -> MotionResult:
+    """Shifts of the first ``Full-frame alignment shift`` section of MotionCor's stdout."""
+    sections = _stdout_sections(text)
+    if not sections:
+        raise ParseError(f"{source}: no 'Full-frame alignment shift' section")
+    rows = sections[0]
+    return _validate([r[0] for r in rows], [(r[1], r[2]) for r in rows], source, n_frames)
+
+
+def detect_version(text: str) -> str | None:
+    """``1.6.4`` from a ``MotionCor2 version 1.6.4`` / ``MotionCor3 ...`` banner, if any."""
+    match = re.search(r"MotionCor[23]?\s+(?:version\s+)?v?(\d+(?:\.\d+)+)", text, re.I)
+    return match.group(1) if match else None
+
+
+def motion_log_files(log_dir: Path, stem: str) -> dict[str, Path]:
+    """The MotionCor files that exist for ``stem``: keys ``full``, ``patch``, ``aln``.
+
+    ``-LogDir`` names (``<stem>-Patch-Full.log``, ``<stem>-Full.log``; some builds keep the
+    movie extension) are tried first, then the ``-LogFile`` prefix names ``<stem>0-...``.
+    """
     log_dir = Path(log_dir)
-    for name in (f"{stem}-Patch-Full.log", f"{stem}-Full.log",
-                 f"{stem}0-Patch-Full.log", f"{stem}0-Full.log"):  # fmt: skip
-        path = log_dir / name
-        if path.is_file():
-            result = parse_full_log(path)
-            patch = path.with_name(path.name.replace("-Patch-Full.log", "-Patch-Patch.log"))
-            if patch != path and patch.is_file():
-                result.local = parse_patch_log(patch)
-            return result
-    aln = log_dir / f"{stem}.aln"
-    if aln.is_file():
-        return parse_aln(aln)
+    found: dict[str, Path] = {}
+    names = [f"{stem}{ext}" for ext in MOVIE_EXTS] + [f"{stem}0", f"{stem}_0"]
+    for base in names:
+        for kind in ("-Patch-Full.log", "-Full.log"):
+            if "full" not in found and (log_dir / f"{base}{kind}").is_file():
+                found["full"] = log_dir / f"{base}{kind}"
+                patch = log_dir / f"{base}-Patch-Patch.log"
+                if kind == "-Patch-Full.log" and patch.is_file():
+                    found["patch"] = patch
+    if (log_dir / f"{stem}.aln").is_file():
+        found["aln"] = log_dir / f"{stem}.aln"
+    return found
+
+
+def find_motion_result(
+    log_dir: Path,
+    stem: str,
+    n_frames: int | None = None,
+    aln_dir: Path | None = None,
+    stdout: str | None = None,
+) -> MotionResult:
+    """Shifts of movie ``stem`` from whichever MotionCor output exists, any version.
+
+    Order: full-frame log (+ Patch-Patch local shifts), MotionCor3 ``.aln`` (in ``aln_dir``,
+    default ``log_dir``), then ``stdout`` text if given. ``log_dir`` may also be a
+    ``-LogFile`` prefix's folder with ``stem`` the prefix's file part.
+    """
+    files = motion_log_files(log_dir, stem)
+    if aln_dir is not None and "aln" not in files and (Path(aln_dir) / f"{stem}.aln").is_file():
+        files["aln"] = Path(aln_dir) / f"{stem}.aln"
+    if "full" in files:
+        log.debug("motion shifts of %s from %s", stem, files["full"])
+        result = parse_full_log(files["full"], n_frames)
+        if "patch" in files:
+            result.local = parse_patch_log(files["patch"])
+        elif "aln" in files:
+            result.local = parse_aln(files["aln"]).local
+        return result
+    if "aln" in files:
+        return parse_aln(files["aln"], n_frames)
+    if stdout is not None:
+        return parse_stdout(stdout, f"stdout of {stem}", n_frames)
     raise ParseError(f"no MotionCor log for {stem} in {log_dir}")

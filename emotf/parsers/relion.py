@@ -1,14 +1,24 @@
 """RELION STAR files: per-micrograph motion STAR and particle coordinate STAR.
 
-Motion STAR (``relion_run_motioncorr`` writes one per micrograph; emotf writes the same for
-MotionCor2/3 results): ``data_general`` (image size, movie name, binning, pixel size, dose
-rate, pre-exposure, voltage, start frame, motion model version), ``data_global_shift``
-(``rlnMicrographFrameNumber`` 1-based, ``rlnMicrographShiftX/Y`` in unbinned pixels: the
-correction applied to each frame) and optionally ``data_local_shift``.
+Motion STAR, as ``relion_run_motioncorr`` (3.1) writes one per micrograph and as emotf writes
+for MotionCor2/3 results (like emwrap):
+
+* ``data_general``: key/value pairs ``rlnImageSizeX/Y/Z``, ``rlnMicrographMovieName``,
+  ``rlnMicrographBinning``, ``rlnMicrographOriginalPixelSize``, ``rlnMicrographDoseRate``,
+  ``rlnMicrographPreExposure``, ``rlnVoltage``, ``rlnMicrographStartFrame``,
+  ``rlnMotionModelVersion``;
+* ``data_global_shift``: loop ``rlnMicrographFrameNumber`` (1-based),
+  ``rlnMicrographShiftX/Y`` (unbinned pixels, the correction applied to each frame);
+* ``data_local_shift`` (optional): loop frame, ``rlnCoordinateX/Y`` (patch centre),
+  ``rlnMicrographShiftX/Y``. Other blocks (``local_motion_model``, ``hot_pixels``) are ignored.
+
+Coordinate STAR (``relion_autopick``, crYOLO ``STAR/``): one unnamed ``data_`` loop with
+``rlnCoordinateX/Y`` (particle centres) and optionally ``rlnAutopickFigureOfMerit``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -21,50 +31,66 @@ import starfile
 from ..fsutil import publish
 from ..records import MotionResult, ParseError, Pick
 
+log = logging.getLogger(__name__)
 
-def _read(path: Path) -> dict[str, Any]:
+SHIFT_SENTINEL = 9999.0
+LOCAL_COLUMNS = [
+    "rlnMicrographFrameNumber",
+    "rlnCoordinateX",
+    "rlnCoordinateY",
+    "rlnMicrographShiftX",
+    "rlnMicrographShiftY",
+]
+GENERAL_DEFAULTS: dict[str, Any] = {
+    "rlnMicrographBinning": 1.0,
+    "rlnMicrographPreExposure": 0.0,
+    "rlnMicrographStartFrame": 1,
+    "rlnMotionModelVersion": 0,
+}
+
+
+def read_star(path: Path) -> dict[str, Any]:
+    """All blocks of a STAR file (``{}`` for an empty file); ParseError if unreadable."""
+    path = Path(path)
     try:
+        if path.stat().st_size == 0 or not path.read_text(errors="replace").strip():
+            return {}
         blocks = starfile.read(path, always_dict=True)
-    except Exception as exc:  # starfile raises several types on damaged input
+    except OSError as exc:
+        raise ParseError(f"{path}: cannot read ({exc.strerror})") from exc
+    except Exception as exc:  # starfile/pandas raise several types on damaged input
         raise ParseError(f"{path}: not a readable STAR file ({exc})") from exc
     return dict(blocks)
 
 
-def _column(table: Any, name: str, path: Path) -> list[float]:
-    if not isinstance(table, pd.DataFrame) or name not in table.columns:
+def _numbers(table: pd.DataFrame, name: str, path: Path) -> list[float]:
+    """Finite numbers of column ``name``; shift columns also reject the ±9999 sentinels."""
+    if name not in table.columns:
         raise ParseError(f"{path}: column {name} missing")
-    values = [float(v) for v in table[name]]
-    if any(not math.isfinite(v) or v <= -9999 for v in values):
-        raise ParseError(f"{path}: invalid values in {name}")
+    values = pd.to_numeric(table[name], errors="coerce").astype(float).tolist()
+    limit = SHIFT_SENTINEL if "Shift" in name else math.inf
+    bad = [v for v in values if not math.isfinite(v) or abs(v) >= limit]
+    if bad:
+        raise ParseError(f"{path}: invalid values in {name} ({bad[0]})")
     return values
 
 
 def read_motion_star(path: Path) -> tuple[MotionResult, dict[str, Any]]:
     """Global (and local) shifts of one micrograph plus its ``data_general`` values."""
     path = Path(path)
-    blocks = _read(path)
-    shifts_table = blocks.get("global_shift")
-    frames = _column(shifts_table, "rlnMicrographFrameNumber", path)
-    xs = _column(shifts_table, "rlnMicrographShiftX", path)
-    ys = _column(shifts_table, "rlnMicrographShiftY", path)
-    if not frames:
-        raise ParseError(f"{path}: no frames in data_global_shift")
+    blocks = read_star(path)
+    table = blocks.get("global_shift")
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise ParseError(f"{path}: no data_global_shift table")
+    frames = [int(v) for v in _numbers(table, "rlnMicrographFrameNumber", path)]
+    xs = _numbers(table, "rlnMicrographShiftX", path)
+    ys = _numbers(table, "rlnMicrographShiftY", path)
     order = sorted(range(len(frames)), key=frames.__getitem__)
     result = MotionResult(shifts=[(xs[i], ys[i]) for i in order])
     local = blocks.get("local_shift")
     if isinstance(local, pd.DataFrame) and not local.empty:
-        names = [
-            "rlnMicrographFrameNumber",
-            "rlnCoordinateX",
-            "rlnCoordinateY",
-            "rlnMicrographShiftX",
-            "rlnMicrographShiftY",
-        ]
-        if all(n in local.columns for n in names):
-            result.local = [
-                (int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]))
-                for r in local[names].itertuples(index=False)
-            ]
+        cols = [_numbers(local, name, path) for name in LOCAL_COLUMNS]
+        result.local = [(int(f), cx, cy, dx, dy) for f, cx, cy, dx, dy in zip(*cols, strict=True)]
     general = blocks.get("general")
     info: dict[str, Any] = {}
     if isinstance(general, dict):
@@ -75,6 +101,7 @@ def read_motion_star(path: Path) -> tuple[MotionResult, dict[str, Any]]:
 
 
 def _write_star(path: Path, blocks: dict[str, Any]) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".star", dir=path.parent)
     os.close(fd)
@@ -88,56 +115,66 @@ def _write_star(path: Path, blocks: dict[str, Any]) -> None:
 
 
 def write_motion_star(path: Path, result: MotionResult, general: dict[str, Any]) -> None:
-    """Write a RELION motion STAR (as relion_run_motioncorr does) for ``result``."""
+    """Write a RELION 3.1 motion STAR for ``result`` (as when MotionCor2/3 ran).
+
+    ``general`` supplies ``data_general``; binning, pre-exposure, start frame and motion model
+    version default to RELION's values, ``rlnImageSizeZ`` to the number of frames.
+    """
+    info = {**GENERAL_DEFAULTS, "rlnImageSizeZ": len(result.shifts), **general}
     blocks: dict[str, Any] = {
-        "general": dict(general),
+        "general": info,
         "global_shift": pd.DataFrame(
             {
                 "rlnMicrographFrameNumber": list(range(1, len(result.shifts) + 1)),
-                "rlnMicrographShiftX": [s[0] for s in result.shifts],
-                "rlnMicrographShiftY": [s[1] for s in result.shifts],
+                "rlnMicrographShiftX": [float(s[0]) for s in result.shifts],
+                "rlnMicrographShiftY": [float(s[1]) for s in result.shifts],
             }
         ),
     }
     if result.local:
-        blocks["local_shift"] = pd.DataFrame(
-            result.local,
-            columns=[
-                "rlnMicrographFrameNumber",
-                "rlnCoordinateX",
-                "rlnCoordinateY",
-                "rlnMicrographShiftX",
-                "rlnMicrographShiftY",
-            ],
-        )
+        local = pd.DataFrame(result.local, columns=LOCAL_COLUMNS)
+        local["rlnMicrographFrameNumber"] = local["rlnMicrographFrameNumber"].astype(int)
+        blocks["local_shift"] = local
     _write_star(Path(path), blocks)
 
 
+def _coordinate_table(blocks: dict[str, Any]) -> pd.DataFrame | None:
+    tables = [b for b in blocks.values() if isinstance(b, pd.DataFrame)]
+    for table in tables:
+        if "rlnCoordinateX" in table.columns:
+            return table
+    return tables[0] if tables else None
+
+
 def read_coordinates_star(path: Path) -> list[Pick]:
-    """Particle centres from a RELION coordinate STAR (autopick, crYOLO STAR, emotf)."""
+    """Particle centres from a RELION coordinate STAR (autopick, crYOLO STAR, emotf).
+
+    An empty file or an empty loop gives ``[]``; the score is ``rlnAutopickFigureOfMerit``
+    when present, else 0.
+    """
     path = Path(path)
-    if path.stat().st_size == 0:
-        return []
-    blocks = _read(path)
-    table = next((b for b in blocks.values() if isinstance(b, pd.DataFrame)), None)
+    table = _coordinate_table(read_star(path))
     if table is None or table.empty:
         return []
-    xs = _column(table, "rlnCoordinateX", path)
-    ys = _column(table, "rlnCoordinateY", path)
-    scores = (
-        [float(v) for v in table["rlnAutopickFigureOfMerit"]]
-        if "rlnAutopickFigureOfMerit" in table.columns
-        else [0.0] * len(xs)
-    )
+    xs = _numbers(table, "rlnCoordinateX", path)
+    ys = _numbers(table, "rlnCoordinateY", path)
+    if "rlnAutopickFigureOfMerit" in table.columns:
+        foms = pd.to_numeric(table["rlnAutopickFigureOfMerit"], errors="coerce").astype(float)
+        scores = [v if math.isfinite(v) else 0.0 for v in foms.tolist()]
+    else:
+        scores = [0.0] * len(xs)
     return [Pick(x, y, s) for x, y, s in zip(xs, ys, scores, strict=True)]
 
 
 def write_coordinates_star(path: Path, picks: list[Pick]) -> None:
+    """Coordinate STAR with the columns ``relion_autopick`` writes (class 0, psi −999)."""
     table = pd.DataFrame(
         {
-            "rlnCoordinateX": [p.x for p in picks],
-            "rlnCoordinateY": [p.y for p in picks],
-            "rlnAutopickFigureOfMerit": [p.score for p in picks],
+            "rlnCoordinateX": [float(p.x) for p in picks],
+            "rlnCoordinateY": [float(p.y) for p in picks],
+            "rlnAutopickFigureOfMerit": [float(p.score) for p in picks],
+            "rlnClassNumber": [0] * len(picks),
+            "rlnAnglePsi": [-999.0] * len(picks),
         }
     )
     _write_star(Path(path), {"": table})

@@ -1,0 +1,106 @@
+"""RELION 3.1 per-micrograph motion STAR and autopick coordinate STAR: read and write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import starfile
+
+from emotf.parsers import motioncor, relion
+from emotf.records import MotionResult, ParseError, Pick
+
+FIX = Path(__file__).parent / "fixtures"
+REL = FIX / "relion"
+
+
+def test_read_relion_31_motion_star() -> None:
+    result, general = relion.read_motion_star(REL / "FoilHole_8812_Data_8801_fractions.star")
+    assert result.shifts == [
+        (0.0, 0.0), (-0.9132, 0.4417), (-1.6874, 0.8051), (-2.3019, 1.1226),
+        (-2.7833, 1.3744), (-3.152, 1.5563),
+    ]  # fmt: skip
+    assert result.local == []  # local_motion_model / hot_pixels blocks are ignored
+    assert general["rlnImageSizeX"] == 5760 and general["rlnImageSizeZ"] == 6
+    assert general["rlnMicrographOriginalPixelSize"] == 0.83
+    assert general["rlnMicrographDoseRate"] == 1.25
+    assert general["rlnMicrographMovieName"].endswith("FoilHole_8812_Data_8801_fractions.tiff")
+
+
+def test_sentinel_and_missing_blocks(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match=r"bad_sentinel_motion\.star: invalid values"):
+        relion.read_motion_star(REL / "bad_sentinel_motion.star")
+    empty = tmp_path / "empty.star"
+    empty.write_text("")
+    with pytest.raises(ParseError, match=r"empty\.star: no data_global_shift"):
+        relion.read_motion_star(empty)
+
+
+def test_write_motion_star_from_motioncor_logs(tmp_path: Path) -> None:
+    result = motioncor.find_motion_result(FIX / "motioncor" / "logdir_1.6", "movie-000003")
+    general = {
+        "rlnImageSizeX": 5760,
+        "rlnImageSizeY": 4092,
+        "rlnMicrographMovieName": "Movies/FoilHole_8812_Data_8801_fractions.tiff",
+        "rlnMicrographOriginalPixelSize": 0.83,
+        "rlnMicrographDoseRate": 1.25,
+        "rlnVoltage": 300.0,
+    }
+    out = tmp_path / "MotionCorr" / "mic.star"
+    relion.write_motion_star(out, result, general)
+    blocks = starfile.read(out, always_dict=True)
+    assert list(blocks) == ["general", "global_shift", "local_shift"]
+    assert blocks["general"]["rlnImageSizeZ"] == 6  # filled from the shifts
+    assert blocks["general"]["rlnMotionModelVersion"] == 0
+    assert blocks["general"]["rlnMicrographStartFrame"] == 1
+    assert list(blocks["global_shift"]["rlnMicrographFrameNumber"]) == [1, 2, 3, 4, 5, 6]
+    assert list(blocks["local_shift"].columns) == relion.LOCAL_COLUMNS
+    again, general2 = relion.read_motion_star(out)
+    assert again.shifts == result.shifts and again.local == result.local
+    assert general2["rlnMicrographOriginalPixelSize"] == 0.83
+    text = out.read_text()
+    assert "data_general" in text and "_rlnMicrographShiftX" in text
+
+
+def test_autopick_star_columns_in_any_order() -> None:
+    picks = relion.read_coordinates_star(REL / "FoilHole_8812_Data_8801_fractions_autopick.star")
+    assert picks == [
+        Pick(1292.0, 476.0, 2.913007), Pick(420.0, 2278.0, 1.504262), Pick(2899.0, 1592.0, 0.88119)
+    ]  # fmt: skip
+
+
+def test_empty_autopick_loop_and_empty_file(tmp_path: Path) -> None:
+    assert (
+        relion.read_coordinates_star(REL / "FoilHole_8900_Data_8801_fractions_autopick.star") == []
+    )
+    empty = tmp_path / "e.star"
+    empty.write_text("\n")
+    assert relion.read_coordinates_star(empty) == []
+
+
+def test_coordinates_writer_round_trip(tmp_path: Path) -> None:
+    picks = [Pick(1292.0, 476.0, 0.8731), Pick(420.5, 2278.0, 0.612)]
+    out = tmp_path / "coords" / "mic_autopick.star"
+    relion.write_coordinates_star(out, picks)
+    assert relion.read_coordinates_star(out) == picks
+    table = starfile.read(out)
+    assert list(table.columns) == [
+        "rlnCoordinateX", "rlnCoordinateY", "rlnAutopickFigureOfMerit", "rlnClassNumber",
+        "rlnAnglePsi",
+    ]  # fmt: skip
+    relion.write_coordinates_star(out, [])
+    assert relion.read_coordinates_star(out) == []
+
+
+def test_damaged_star_names_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.star"
+    bad.write_text("data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n10.0 abc\n")
+    with pytest.raises(ParseError, match=r"bad\.star"):
+        relion.read_coordinates_star(bad)
+
+
+def test_motion_result_written_then_accumulated(tmp_path: Path) -> None:
+    out = tmp_path / "m.star"
+    relion.write_motion_star(out, MotionResult([(0.0, 0.0), (3.0, 4.0)]), {"rlnVoltage": 300.0})
+    result, _ = relion.read_motion_star(out)
+    assert result.accumulated_motion(1.0, 1.0)[0] == pytest.approx(5.0)
