@@ -22,7 +22,8 @@ demo: system venv
 	$(BIN)/emotf demo
 
 test: system venv
-	$(BIN)/pytest -q
+	bash tests/emhub/setup_server.sh
+	EMOTF_REQUIRE_EMHUB=1 $(BIN)/pytest -q
 
 lint: venv
 	$(BIN)/ruff check emotf tests

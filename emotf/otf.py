@@ -21,7 +21,7 @@ from .feeder import Batcher, MovieScanner
 from .fsutil import atomic_write_json, read_json
 from .outputs import write_session_stars
 from .progress import ProgressReader
-from .runner import SnakemakeRun
+from .runner import SnakemakeRun, live_snakemake, lock_failure, unlock
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,15 @@ class OtfSession:
         self.batcher.cut(now, flush=self.options.once or idle or self._stop_requested)
 
     def _finish_run(self, code: int) -> None:
+        assert self.run is not None
+        if code != 0 and lock_failure(self.run.log_path):
+            # another snakemake held the folder (a killed worker's orphan, or staff by hand)
+            if not live_snakemake(self.out_dir):
+                log.warning("stale Snakemake lock in %s: unlocking", self.out_dir)
+                unlock(self.out_dir)
+            self.run = None
+            self.running_batches = []
+            return
         pending = set(self.pending_batches())
         for batch in self.running_batches:
             if batch in pending:
@@ -130,6 +139,8 @@ class OtfSession:
         if self._stop_requested:
             return
         pending = self.pending_batches()
+        if pending and live_snakemake(self.out_dir):
+            return  # e.g. the run of a worker that was killed: let it finish, then go on
         if pending:
             self.running_batches = pending
             self.run = SnakemakeRun(

@@ -96,6 +96,35 @@ class SnakemakeRun:
         return code
 
 
+def live_snakemake(out_dir: Path) -> list[int]:
+    """PIDs of snakemake processes working in ``out_dir`` (ours, orphans, or a person's)."""
+    import psutil
+
+    target = os.path.realpath(out_dir)
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = proc.info["cmdline"] or []
+            if not any("snakemake" in part for part in cmdline[:3]):
+                continue
+            if os.path.realpath(proc.cwd()) == target:
+                pids.append(int(proc.info["pid"]))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return pids
+
+
+def lock_failure(log_path: Path) -> bool:
+    """True if the run failed only because the folder was locked."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(log_path) - 20000))
+            tail = handle.read().decode(errors="replace")
+    except OSError:
+        return False
+    return "LockException" in tail or "Directory cannot be locked" in tail
+
+
 def unlock(out_dir: Path) -> None:
     """``snakemake --unlock`` after an interrupted run (a no-op when nothing is locked)."""
     subprocess.run(

@@ -17,6 +17,10 @@ from .worker import HandlerFactory, Worker
 
 log = logging.getLogger(__name__)
 
+class WorkerShutdown(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT to leave the polling loop at once."""
+
+
 # Task names this worker handles. Anything else ends with an error event.
 REGISTRY: dict[str, HandlerFactory] = {"session": session_handler}
 
@@ -30,14 +34,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker(client, dict(REGISTRY), specs=host_specs(), settings=settings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.warning("signal %d: shutting down (running tasks stay pending)", signum)
-        worker.shutdown(wait=0)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one shutdown is enough
+        raise WorkerShutdown(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("emotf worker %s starting (server %s)", emhub["worker"], emhub["url"])
-    worker.run()
-    worker.shutdown()
+    try:
+        worker.run()  # interrupted by the signal even inside the 60 s long poll
+    except WorkerShutdown as reason:
+        log.warning("%s: shutting down; running tasks stay pending for the next start", reason)
+    finally:
+        worker.shutdown(wait=120)
     return 0
 
 

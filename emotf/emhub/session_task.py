@@ -60,6 +60,15 @@ def acquisition_overrides(session: dict[str, Any]) -> dict[str, Any]:
     return {"acquisition": out} if out else {}
 
 
+def task_event(status: Status) -> dict[str, Any]:
+    """Progress as an EMhub event. EMhub ends a task at any event holding the key ``done``,
+    so the movie counts are named ``movies_done`` / ``movies_failed``."""
+    event = status.as_dict()
+    event["movies_done"] = event.pop("done")
+    event["movies_failed"] = event.pop("failed")
+    return event
+
+
 class StopTask:
     """``action: stop``: stop the running ``otf`` task of the same session."""
 
@@ -129,13 +138,13 @@ class OtfTask:
         raw.update(self.otf.raw_stats())
         otf = dict(extra.get("otf") or {})
         otf.update(path=str(out_dir), status=otf.get("status") or "created")
-        emotf = {**status.as_dict(), "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+        emotf = {**task_event(status), "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
         emotf["stats"] = session_stats(self.otf.progress.results())
         return {"raw": raw, "otf": otf, "emotf": emotf}
 
     def _publish(self, status: Status, force: bool = False) -> None:
         assert self.otf is not None
-        event = status.as_dict()
+        event = task_event(status)
         key = repr(sorted(event.items()))
         interval = float(self.settings.get("report_interval", 30))
         last_time, last_key = self._last_sent
@@ -159,7 +168,7 @@ class OtfTask:
         if status.state == "stopped" and not self._user_stop:
             return None  # worker shutdown: the task stays pending and resumes later
         self._publish(status, force=True)
-        return {**status.as_dict(), "otf_path": str(self.otf.out_dir)}
+        return {**task_event(status), "otf_path": str(self.otf.out_dir)}
 
 
 def session_handler(worker: Worker, task: Task, report: Reporter) -> OtfTask | StopTask:
