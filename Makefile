@@ -23,7 +23,8 @@ demo: system venv
 
 test: system venv
 	bash tests/emhub/setup_server.sh
-	EMOTF_REQUIRE_EMHUB=1 $(BIN)/pytest -q
+	bash tests/cluster/slurm_up.sh $(CURDIR)/.slurm-state || echo "SLURM could not start: its test will be skipped, with the reason"
+	EMOTF_REQUIRE_EMHUB=1 $(BIN)/pytest -q -rs
 
 lint: venv
 	$(BIN)/ruff check emotf tests

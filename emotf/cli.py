@@ -167,10 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     from .emhub.cli import register as register_worker
+    from .profiles_cli import register as register_profiles
     from .sim.cli import register as register_simulate
 
     register_simulate(sub)
     register_worker(sub)
+    register_profiles(sub)
     return parser
 
 

@@ -17,6 +17,7 @@ from .worker import HandlerFactory, Worker
 
 log = logging.getLogger(__name__)
 
+
 class WorkerShutdown(Exception):
     """Raised in the main thread by SIGTERM/SIGINT to leave the polling loop at once."""
 
