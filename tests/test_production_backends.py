@@ -93,3 +93,31 @@ def test_gpu_backends_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     table = starfile.read(out / "micrographs_ctf.star", always_dict=True)["micrographs"]
     assert len(table) == 3 and (table["rlnDefocusU"] > 8984).all()
     assert Path(out / records[next(iter(records))]["motion_star"]).is_file()
+
+
+@pytest.mark.slow
+def test_concurrent_gpu_jobs_get_distinct_devices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_fakes(tmp_path / "bin")
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TOOLS_LOG", str(calls))
+    monkeypatch.setenv("FAKE_TOOLS_SLEEP", "6")
+    monkeypatch.setenv("EMOTF_GPUS", "0,1")  # two fake GPUs, no NVML: the lock allocator
+    monkeypatch.setenv("EMOTF_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    session = tmp_path / "session"
+    simulate_session(session, SimParams(size=256, n_frames=8, gain=False, seed=3), n_movies=2)
+    config = {
+        "batches": {"size": 1, "settle_seconds": 0},
+        "motioncor": {"backend": "motioncor3"},
+        "ctffind": {"backend": "ctffind5"},
+    }
+    options = OtfOptions(once=True, poll_interval=1, snakemake_args=["--cores", "4"])
+    status = run_session(session, tmp_path / "otf", config, options, quiet=True)
+    assert status.counts["done"] == 2, status.failures
+    runs = [json.loads(line) for line in calls.read_text().splitlines()]
+    mc = sorted((c for c in runs if c["tool"] == "MotionCor3"), key=lambda c: c["time"])
+    assert len(mc) == 2
+    assert mc[1]["time"] - mc[0]["time"] < 6  # the two batches' jobs ran at the same time
+    assert {mc[0]["cuda"], mc[1]["cuda"]} == {"0", "1"}  # ... on different GPUs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import mrcfile
@@ -27,6 +28,7 @@ def record(name: str, stdin: str = "") -> None:
                     "argv": sys.argv[1:],
                     "stdin": stdin,
                     "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                    "time": time.time(),
                 }
             )
             + "\n"
@@ -39,6 +41,7 @@ def opt(flag: str) -> str:
 
 def motioncor3() -> int:
     record("MotionCor3")
+    time.sleep(float(os.environ.get("FAKE_TOOLS_SLEEP", "0")))  # a GPU job takes time
     in_dir, suffix = Path(opt("-InTiff")), opt("-InSuffix")
     out_dir, log_dir = Path(opt("-OutMrc")), Path(opt("-LogDir"))
     for movie in sorted(in_dir.glob(f"*{suffix}")):
