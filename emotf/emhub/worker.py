@@ -82,27 +82,40 @@ class Worker:
 
         return report
 
-    def send_event(self, task: Task, event: dict[str, Any]) -> bool:
-        """Send one event; False if it could not be delivered (server down)."""
+    def _deliver(self, task: Task, event: dict[str, Any]) -> None:
+        """update_task, reconnecting once if Redis lost the worker's stream."""
         try:
             self.client.update_task(task.id, event)
-            return True
         except EmhubReconnectNeeded:
             self.connect()
-            try:
-                self.client.update_task(task.id, event)
-                return True
-            except EmhubError as exc:
-                log.warning("task %s: event not delivered: %s", task.id, exc)
+            self.client.update_task(task.id, event)
+
+    def send_event(self, task: Task, event: dict[str, Any]) -> bool:
+        """Send one progress event; False if it could not be delivered."""
+        try:
+            self._deliver(task, event)
+            return True
         except EmhubError as exc:
             log.warning("task %s: event not delivered: %s", task.id, exc)
-        return False
+            return False
 
     def finish(self, task: Task, event: dict[str, Any]) -> None:
-        """Deliver the final event, retrying until the server takes it (or we stop)."""
+        """Deliver the final event: retried while the server is unreachable (until we stop);
+        a rejection by the server is reported once in a shorter form, then given up."""
         final = {**event, "done": 1}
         delay = 5.0
-        while not self.send_event(task, final):
+        while True:
+            try:
+                self._deliver(task, final)
+                return
+            except EmhubUnavailable as exc:
+                log.warning("task %s: final event not delivered yet (%s)", task.id, exc)
+            except EmhubError as exc:
+                log.error("task %s: server refused the final event: %s", task.id, exc)
+                if "error" in final and len(str(final)) > 200:
+                    final = {"error": str(final["error"])[:200], "done": 1}
+                    continue
+                return
             if self._stop.wait(delay):
                 return
             delay = min(self.poll_backoff_max, delay * 2)
