@@ -50,3 +50,20 @@ def atomic_write_json(path: Path, data: Any) -> None:
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def atomic_write_star(path: Path, blocks: dict[str, Any]) -> None:
+    """Write STAR ``blocks`` (``starfile`` layout) to ``path`` via a temporary file."""
+    import starfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".star", dir=path.parent)
+    os.close(fd)
+    try:
+        starfile.write(blocks, tmp, overwrite=True)
+        publish(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -6,33 +6,15 @@ groups are made from distinct (pixel size, voltage) pairs.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import starfile
 
-from .fsutil import publish
+from .fsutil import atomic_write_star
 
 Row = Mapping[str, Any]
-
-
-def atomic_write_star(path: Path, blocks: dict[str, pd.DataFrame]) -> None:
-    """Write STAR ``blocks`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".star", dir=path.parent)
-    os.close(fd)
-    try:
-        starfile.write(blocks, tmp, overwrite=True)
-        publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def optics_groups(rows: Iterable[Row]) -> dict[tuple[float, float], int]:

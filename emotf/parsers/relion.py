@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import starfile
 
-from ..fsutil import publish
+from ..fsutil import atomic_write_star
 from ..records import MotionResult, ParseError, Pick
 
 log = logging.getLogger(__name__)
@@ -100,20 +98,6 @@ def read_motion_star(path: Path) -> tuple[MotionResult, dict[str, Any]]:
     return result, info
 
 
-def _write_star(path: Path, blocks: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".star", dir=path.parent)
-    os.close(fd)
-    try:
-        starfile.write(blocks, tmp, overwrite=True)
-        publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_motion_star(path: Path, result: MotionResult, general: dict[str, Any]) -> None:
     """Write a RELION 3.1 motion STAR for ``result`` (as when MotionCor2/3 ran).
 
@@ -135,7 +119,7 @@ def write_motion_star(path: Path, result: MotionResult, general: dict[str, Any])
         local = pd.DataFrame(result.local, columns=LOCAL_COLUMNS)
         local["rlnMicrographFrameNumber"] = local["rlnMicrographFrameNumber"].astype(int)
         blocks["local_shift"] = local
-    _write_star(Path(path), blocks)
+    atomic_write_star(Path(path), blocks)
 
 
 def _coordinate_table(blocks: dict[str, Any]) -> pd.DataFrame | None:
@@ -177,4 +161,4 @@ def write_coordinates_star(path: Path, picks: list[Pick]) -> None:
             "rlnAnglePsi": [-999.0] * len(picks),
         }
     )
-    _write_star(Path(path), {"": table})
+    atomic_write_star(Path(path), {"": table})
