@@ -168,11 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .emhub.cli import register as register_worker
     from .profiles_cli import register as register_profiles
+    from .retry import register as register_retry
     from .sim.cli import register as register_simulate
+    from .status_cli import register as register_status
 
     register_simulate(sub)
     register_worker(sub)
     register_profiles(sub)
+    register_status(sub)
+    register_retry(sub)
     return parser
 
 

@@ -142,6 +142,8 @@ class Batcher:
         return made
 
     def _write(self, movies: list[MovieEntry]) -> Manifest:
+        existing = list_batches(self.out_dir)  # another writer (retry-failed) may have added one
+        self._next = max(self._next, int(existing[-1][1:]) + 1 if existing else 1)
         manifest = write_manifest(self.out_dir, movies, self._next)
         self._next += 1
         log.info("batch %s: %d movies", manifest.batch, len(movies))

@@ -17,10 +17,12 @@ from typing import Any
 
 from .batches import list_batches
 from .config import Config
+from .curation import curate
 from .feeder import Batcher, MovieScanner
 from .fsutil import atomic_write_json, read_json
 from .outputs import write_session_stars
 from .progress import ProgressReader
+from .report import write_report
 from .runner import SnakemakeRun, live_snakemake, lock_failure, unlock
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,8 @@ class OtfSession:
         failed_extra = self._failed_batch_movies()
         data = counts.as_dict()
         data["failed"] += failed_extra
+        accepted, rejected = curate(self.progress.results(), self.config.get("curation", {}))
+        data["accepted"], data["rejected"] = len(accepted), len(rejected)
         return Status(
             state=state,
             movies_found=self.scanner.total_seen(),
@@ -195,6 +199,10 @@ class OtfSession:
         signature = (len(entries), max((e.stat().st_mtime_ns for e in entries), default=0))
         if signature != self._stars_signature:
             write_session_stars(self.out_dir, self.config)
+            try:
+                write_report(self.out_dir, self.config)
+            except Exception:  # a report problem must never stop processing
+                log.exception("report.html not updated")
             self._stars_signature = signature
 
     # -- driving -----------------------------------------------------------------------------

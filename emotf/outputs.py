@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .curation import curate
 from .progress import ProgressReader
 from .star import write_coordinate_index, write_micrographs_star, write_movies_star
 
@@ -29,9 +30,18 @@ def write_session_stars(
         out_dir / "micrographs_ctf.star", with_ctf, acq, with_ctf=True, binning=binning
     )
     write_coordinate_index(out_dir / "autopick.star", with_coords)
+    accepted, _rejected = curate(list(with_ctf.values()), config.get("curation", {}))
+    write_micrographs_star(
+        out_dir / "micrographs_accepted.star",
+        {r["key"]: r for r in accepted},
+        acq,
+        with_ctf=True,
+        binning=binning,
+    )
     return {
         "movies": len(with_movie),
         "micrographs": len(with_mic),
         "ctf": len(with_ctf),
         "coordinates": len(with_coords),
+        "accepted": len(accepted),
     }

@@ -72,13 +72,28 @@ class ProgressReader:
         self.out_dir = Path(out_dir)
         self._cache = _Cache()
 
+    def read(self, path: Path) -> Any | None:
+        """A JSON file of the folder (cached by mtime); None while missing or being replaced."""
+        return self._cache.get(path)
+
+    def owners(self) -> dict[str, str]:
+        """Movie key → the last batch that holds it (``retry-failed`` re-queues a movie in a
+        new batch; only its newest batch counts)."""
+        owner: dict[str, str] = {}
+        for batch in list_batches(self.out_dir):
+            manifest = self._cache.get(self.out_dir / "batches" / f"{batch}.json")
+            for movie in (manifest or {}).get("movies", []):
+                owner[movie["key"]] = batch
+        return owner
+
     def results(self) -> list[dict[str, Any]]:
-        """Every movie record of every finished batch."""
+        """The current record of every movie whose batch has finished."""
+        owner = self.owners()
         records: list[dict[str, Any]] = []
         for batch in list_batches(self.out_dir):
             data = self._cache.get(self.out_dir / "Results" / f"{batch}.json")
             if data is not None:
-                records.extend(data["movies"])
+                records.extend(m for m in data["movies"] if owner.get(m["key"]) == batch)
         return records
 
     def counts(self) -> Counts:
@@ -86,28 +101,32 @@ class ProgressReader:
         batches = list_batches(self.out_dir)
         counts.batches = len(batches)
         reasons: Counter[str] = Counter()
+        owner = self.owners()
+        counts.movies_batched = len(owner)
         for batch in batches:
-            manifest = self._cache.get(self.out_dir / "batches" / f"{batch}.json")
-            n_movies = len(manifest["movies"]) if manifest else 0
-            counts.movies_batched += n_movies
             result = self._cache.get(self.out_dir / "Results" / f"{batch}.json")
             if result is not None:
                 counts.batches_done += 1
-                self._count_result(counts, result, reasons)
+                current = [m for m in result["movies"] if owner.get(m["key"]) == batch]
+                self._count_result(counts, current, reasons)
                 continue
             for attr, (folder, name) in STEP_FILES.items():
                 step = self._cache.get(self.out_dir / folder / batch / name)
                 if step is not None:
-                    ok = sum(1 for m in step["movies"].values() if m.get("ok"))
+                    ok = sum(
+                        1
+                        for k, m in step["movies"].items()
+                        if m.get("ok") and owner.get(k) == batch
+                    )
                     setattr(counts, attr, getattr(counts, attr) + ok)
         counts.failures = dict(reasons)
         return counts
 
     @staticmethod
-    def _count_result(counts: Counts, result: dict[str, Any], reasons: Counter[str]) -> None:
+    def _count_result(counts: Counts, movies: list[dict[str, Any]], reasons: Counter[str]) -> None:
         order = ["import", "motioncor", "ctffind", "picking"]
         attrs = ["imported", "motioncor", "ctffind", "picked"]
-        for movie in result["movies"]:
+        for movie in movies:
             reached = (
                 order
                 if movie["state"] == "done"

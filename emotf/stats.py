@@ -19,6 +19,13 @@ def summary(values: list[float]) -> dict[str, float] | None:
     }
 
 
+def histogram(values: list[float], bins: int = 20) -> dict[str, list[float]] | None:
+    if not values:
+        return None
+    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
+    return {"counts": counts.tolist(), "edges": [round(float(e), 3) for e in edges]}
+
+
 def session_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
     done = [r for r in records if r.get("state") == "done"]
 
@@ -36,6 +43,9 @@ def session_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
             [abs(r["defocus_u"] - r["defocus_v"]) for r in records if "defocus_u" in r]
         ),
         "ctf_resolution_A": summary(values("ctf_resolution")),
+        "ice_ring_density": summary(values("ice_ring_density")),
+        "thickness_A": summary(values("thickness")),
+        "motion_late_A": summary(values("motion_late")),
         "particles_per_micrograph": summary([float(p) for p in particles]),
         "particles": int(sum(particles)),
     }

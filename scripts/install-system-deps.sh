@@ -2,10 +2,13 @@
 # Install the Debian packages emotf's CPU pipeline and tests use, if they are missing:
 #   relion        RELION's own motion correction and LoG picker (CPU backends)
 #   redis-server  for the EMhub worker integration tests
+#   chromium      to render the HTML report in its test
 set -euo pipefail
 need=()
 command -v relion_run_motioncorr >/dev/null 2>&1 || need+=(relion)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# headless Chromium renders report.html in the report test
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 for extra in "$@"; do
   dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
 done

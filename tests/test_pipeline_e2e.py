@@ -156,3 +156,118 @@ def test_streaming_session_with_growing_movies(tmp_path: Path) -> None:
     manifests = sorted((out / "batches").glob("b*.json"))
     sizes = [len(json.loads(p.read_text())["movies"]) for p in manifests]
     assert sum(sizes) == 5 and max(sizes) <= 2
+
+
+def test_statistics_and_curation_on_the_session(processed: tuple[Path, Path, Status]) -> None:
+    from emotf.curation import curate
+    from emotf.ledger import figures, ledger
+    from emotf.records import MotionResult
+    from emotf.stats import session_stats
+
+    session, out, _status = processed
+    truth = json.loads((session / "ground_truth.json").read_text())
+    records = ProgressReader(out).results()
+    done = [r for r in records if r["state"] == "done"]
+    stats = session_stats(records)
+    true_means = [
+        0.5 * (truth["movies"][r["key"]]["defocus_u"] + truth["movies"][r["key"]]["defocus_v"])
+        for r in done
+    ]
+    assert abs(stats["defocus_A"]["mean"] - sum(true_means) / len(true_means)) < 200
+    for r in done:  # drift statistics against the simulated trajectory (RELION convention)
+        drift = truth["movies"][r["key"]]["drift"]
+        expected = MotionResult([(-x, y) for x, y in drift]).accumulated_motion(1.0, 1.5)
+        assert abs(r["motion_total"] - expected[0]) < 1.5
+        assert abs(r["motion_early"] - expected[1]) < 1.0
+    resolutions = sorted(r["ctf_resolution"] for r in done)
+    cut = 0.5 * (resolutions[2] + resolutions[3])
+    limits = {"max_ctf_resolution": cut, "min_particles": 1}
+    accepted, rejected = curate(records, limits)
+    assert set(rejected) == {r["key"] for r in done if r["ctf_resolution"] > cut}
+    assert {r["key"] for r in accepted} == {r["key"] for r in done if r["ctf_resolution"] <= cut}
+    assert all(reason.startswith("max_ctf_resolution:") for v in rejected.values() for reason in v)
+    fig = figures(ledger(out), records)
+    assert fig["states"] == {"done": 8, "failed": 2}
+    assert fig["latency_found_to_ctf_s"]["p50"] > 0
+    assert fig["particles"] == sum(r["particles"] for r in done)
+    accepted_star = starfile.read(out / "micrographs_accepted.star", always_dict=True)
+    assert len(accepted_star["micrographs"]) == 8  # default thresholds keep every good movie
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_report_renders_in_headless_chromium(
+    processed: tuple[Path, Path, Status], tmp_path: Path
+) -> None:
+    from emotf.config import read_config
+    from emotf.report import write_report
+
+    _session, out, _status = processed
+    page = write_report(out, read_config(out / "config.yaml"))
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    for text in (
+        "emotf report",
+        "Statistics",
+        "Grid squares",
+        "Recent micrographs",
+        "Failures",
+        "truncated",
+    ):
+        assert text in dom, text
+    assert dom.count('alt="micrograph"') == 6 and dom.count('alt="power spectrum"') == 6
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        ["chromium", *flags, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    from PIL import Image
+
+    image = Image.open(shot)
+    assert image.size == (1200, 1600)
+    colours = image.convert("RGB").getcolors(1 << 20)
+    assert colours is not None and len(colours) > 50  # plots and thumbnails, not a blank page
+
+
+def test_retry_failed_requeues_and_counts_each_movie_once(tmp_path: Path) -> None:
+    from emotf.ledger import ledger
+    from emotf.retry import retry_failed
+
+    session, out = tmp_path / "s", tmp_path / "s_OTF"
+    params = SimParams(size=384, n_frames=8, gain=False, seed=9)
+    truth = simulate_session(session, params, n_movies=2, n_corrupt=1)
+    config = demo_config(truth.particle_diameter)
+    config["batches"] = {"size": 3, "settle_seconds": 0}
+    options = OtfOptions(once=True, poll_interval=1)
+    first = run_session(session, out, config, options, quiet=True)
+    assert (first.counts["done"], first.counts["failed"]) == (2, 1)
+    bad = next(k for k, v in truth.movies.items() if v["kind"] == "corrupt")
+    good = next(k for k, v in truth.movies.items() if v["kind"] == "good")
+    shutil.copyfile(session / good, session / bad)  # the facility re-copies the damaged movie
+    manifest = retry_failed(out)
+    assert manifest is not None and [m.key for m in manifest.movies] == [bad]
+    assert retry_failed(out) is None  # already queued: a second call adds nothing
+    second = run_session(session, out, config, options, quiet=True)
+    assert (second.counts["done"], second.counts["failed"]) == (3, 0)
+    assert second.counts["movies_batched"] == 3
+    rows = ledger(out)
+    assert sorted(r.key for r in rows) == sorted(truth.movies) and all(
+        r.state == "done" for r in rows
+    )

@@ -136,6 +136,16 @@ def test_otf_session_streams_to_emhub_and_finishes(
     extra = emhub_server.get_session(sid)["extra"]
     assert extra["emotf"]["movies_done"] == 5 and extra["emotf"]["status"] == "finished"
     assert extra["emotf"]["stats"]["particles"] == int(final["particles"]) > 0
+    emotf = extra["emotf"]
+    assert (
+        emotf["accepted"] + emotf["rejected"] == 5 and int(final["accepted"]) == emotf["accepted"]
+    )
+    assert emotf["figures"]["particles"] == int(final["particles"])
+    assert 0 < emotf["figures"]["latency_found_to_ctf_s"]["p50"]
+    assert (
+        emotf["figures"]["latency_found_to_ctf_s"]["p95"]
+        >= emotf["figures"]["latency_found_to_ctf_s"]["p50"]
+    )
     assert extra["raw"]["movies"] == 5 and extra["raw"]["path"] == str(raw)
     assert extra["raw"]["size"] == sum(p.stat().st_size for p in raw.rglob("*_fractions.tiff"))
     otf = Path(extra["otf"]["path"])

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..ledger import figures, ledger
 from ..otf import OtfOptions, OtfSession, Status
 from ..project import prepare_folder
 from ..stats import session_stats
@@ -139,7 +140,9 @@ class OtfTask:
         otf = dict(extra.get("otf") or {})
         otf.update(path=str(out_dir), status=otf.get("status") or "created")
         emotf = {**task_event(status), "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
-        emotf["stats"] = session_stats(self.otf.progress.results())
+        records = self.otf.progress.results()
+        emotf["stats"] = session_stats(records)
+        emotf["figures"] = figures(ledger(self.otf.out_dir, self.otf.progress), records)
         return {"raw": raw, "otf": otf, "emotf": emotf}
 
     def _publish(self, status: Status, force: bool = False) -> None:
