@@ -8,23 +8,25 @@ from ..parsers.ctffind import parse_ctffind_stdout
 from ..records import ParseError
 from ..tools import ctffind as cf
 from .base import Record, StepContext, StepOutput, error_tail, run_tool
-from .ctf import collect_ctffind, ctf_fields, out_stem
+from .ctf import collect_ctffind, ctf_fields, optics_of, out_stem, search_params
 
 
 def _params(ctx: StepContext, row: Record) -> cf.CtffindParams:
-    c, acq = ctx.config["ctffind"], ctx.config["acquisition"]
+    """The same search as the built-in estimator's, as CTFFIND answers."""
+    search = search_params(ctx.config, row)
+    optics = optics_of(ctx.config, row)
     return cf.CtffindParams(
         pixel_size=float(row["pixel_size"]) * float(row.get("binning", 1.0)),
-        voltage=float(row["voltage"]),
-        cs=float(acq["cs"]),
-        amplitude_contrast=float(acq["amplitude_contrast"]),
-        box=int(c["box"]),
-        min_res=float(c["min_res"]),
-        max_res=float(c["max_res"]),
-        min_defocus=float(c["min_defocus"]),
-        max_defocus=float(c["max_defocus"]),
-        step=float(c["step"]),
-        thickness=bool(c["thickness"]),
+        voltage=optics.voltage_kv,
+        cs=optics.cs_mm,
+        amplitude_contrast=optics.amplitude_contrast,
+        box=search.box,
+        min_res=search.min_res,
+        max_res=search.max_res,
+        min_defocus=search.min_defocus,
+        max_defocus=search.max_defocus,
+        step=search.step,
+        thickness=bool(ctx.config["ctffind"]["thickness"]),
     )
 
 
