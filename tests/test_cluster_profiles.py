@@ -157,3 +157,28 @@ def test_lsf_profile_against_recording_bsub(
     assert any(a.startswith("rusage[mem=") for a in mc)
     ctf = by_rule("ctffind")
     assert ctf[ctf.index("-q") + 1] == "normal" and "-gpu" not in ctf
+
+
+@pytest.mark.parametrize("name", ["slurm", "lsf"])
+def test_bare_profile_name_after_install(tmp_path: Path, name: str) -> None:
+    from emotf.batches import write_manifest
+    from emotf.feeder import MovieScanner
+    from emotf.profiles_cli import install, user_profile_dir
+    from emotf.project import prepare_folder
+
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    os.environ["XDG_CONFIG_HOME"] = env["XDG_CONFIG_HOME"]
+    try:
+        installed = install(user_profile_dir(), force=False)
+    finally:
+        del os.environ["XDG_CONFIG_HOME"]
+    assert str(tmp_path / "xdg" / "snakemake" / name) in installed
+    session, config = small_session(tmp_path)
+    out = tmp_path / "otf"
+    conf = prepare_folder(out, session, config)
+    write_manifest(out, MovieScanner(session, conf["movie_globs"], 0, set()).scan(), 1)
+    result = snakemake(out, "--profile", name, "-n", env=env)  # the bare name, from the folder
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Using profiles {name}" in result.stderr and "motioncor" in result.stdout
+    empty = dict(env, XDG_CONFIG_HOME=str(tmp_path / "empty"), HOME=str(tmp_path / "home"))
+    assert snakemake(out, "--profile", name, "-n", env=empty).returncode != 0  # not installed
