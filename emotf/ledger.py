@@ -28,12 +28,19 @@ class LedgerRow:
     times: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     failed_step: str = ""
+    attempts: int = 1  # batches that held the movie (retry-failed adds one)
 
 
 def ledger(out_dir: Path, reader: ProgressReader | None = None) -> list[LedgerRow]:
     reader = reader or ProgressReader(out_dir)
     rows: list[LedgerRow] = []
     owner = reader.owners()
+    held: dict[str, int] = {}
+    for batch in list_batches(out_dir):
+        for movie in (reader.read(Path(out_dir) / "batches" / f"{batch}.json") or {}).get(
+            "movies", []
+        ):
+            held[movie["key"]] = held.get(movie["key"], 0) + 1
     for batch in list_batches(out_dir):
         manifest = reader.read(Path(out_dir) / "batches" / f"{batch}.json")
         if manifest is None:
@@ -73,6 +80,8 @@ def ledger(out_dir: Path, reader: ProgressReader | None = None) -> list[LedgerRo
                 row.times[stage] = float(entry["time"])
                 row.state = {"import": "imported", "picking": "picked"}.get(stage, stage)
             rows.append(row)
+    for row in rows:
+        row.attempts = held.get(row.key, 1)
     return rows
 
 

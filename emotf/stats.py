@@ -48,4 +48,12 @@ def session_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
         "motion_late_A": summary(values("motion_late")),
         "particles_per_micrograph": summary([float(p) for p in particles]),
         "particles": int(sum(particles)),
+        "histograms": {
+            "defocus_A": histogram(
+                [0.5 * (r["defocus_u"] + r["defocus_v"]) for r in records if "defocus_u" in r]
+            ),
+            "ctf_resolution_A": histogram(values("ctf_resolution")),
+            "motion_total_A": histogram(values("motion_total")),
+            "particles_per_micrograph": histogram([float(p) for p in particles]),
+        },
     }

@@ -186,6 +186,8 @@ def test_statistics_and_curation_on_the_session(processed: tuple[Path, Path, Sta
     assert set(rejected) == {r["key"] for r in done if r["ctf_resolution"] > cut}
     assert {r["key"] for r in accepted} == {r["key"] for r in done if r["ctf_resolution"] <= cut}
     assert all(reason.startswith("max_ctf_resolution:") for v in rejected.values() for reason in v)
+    hist = stats["histograms"]["defocus_A"]
+    assert sum(hist["counts"]) == 8 and len(hist["edges"]) == len(hist["counts"]) + 1
     fig = figures(ledger(out), records)
     assert fig["states"] == {"done": 8, "failed": 2}
     assert fig["latency_found_to_ctf_s"]["p50"] > 0
@@ -268,6 +270,7 @@ def test_retry_failed_requeues_and_counts_each_movie_once(tmp_path: Path) -> Non
     assert (second.counts["done"], second.counts["failed"]) == (3, 0)
     assert second.counts["movies_batched"] == 3
     rows = ledger(out)
+    assert {r.key: r.attempts for r in rows} == {k: 2 if k == bad else 1 for k in truth.movies}
     assert sorted(r.key for r in rows) == sorted(truth.movies) and all(
         r.state == "done" for r in rows
     )
