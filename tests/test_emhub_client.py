@@ -192,3 +192,12 @@ def test_credentials_never_logged(server: tuple[str, Script],
     text = caplog.text + repr(client)
     assert "s3cret-pw" not in text and "tok-xyz" not in text
     assert "WARNING" in caplog.text  # retries are logged, without secrets
+
+
+def test_unregistered_host_is_not_a_reconnect_loop(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.on("connect_worker", (200, {"error": "ERROR from Server: Unregistered host host1"}, 0))
+    client = make_client(url, [])
+    with pytest.raises(EmhubError, match="not registered") as info:
+        client.connect_worker({})
+    assert not isinstance(info.value, EmhubReconnectNeeded)

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .client import EmhubClient
+from .client import EmhubClient, EmhubError
 from .session_task import session_handler
 from .settings import load_settings
 from .specs import host_specs
@@ -45,6 +45,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         worker.run()  # interrupted by the signal even inside the 60 s long poll
     except WorkerShutdown as reason:
         log.warning("%s: shutting down; running tasks stay pending for the next start", reason)
+    except EmhubError as exc:  # e.g. wrong password, host not in config:hosts
+        log.error("worker stopped: %s", exc)
+        return 1
     finally:
         worker.shutdown(wait=120)
     return 0

@@ -113,7 +113,11 @@ class EmhubClient:
     def _post_once(self, endpoint: str, body: Any, timeout: float) -> Any:
         try:
             reply = self._http.post(f"{self.url}/api/{endpoint}", json=body, timeout=timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,  # server died mid-reply
+        ) as exc:
             reason = type(exc).__name__
             raise EmhubUnavailable(f"{endpoint}: cannot reach {self.url}: {reason}") from None
         if reply.status_code >= 500:
@@ -170,7 +174,12 @@ class EmhubClient:
     def connect_worker(self, specs: dict[str, Any]) -> str:
         if not self._logged_in:
             self.login()
-        data = self.post("connect_worker", {"attrs": {"worker": self.worker, "specs": specs}})
+        try:
+            data = self.post("connect_worker", {"attrs": {"worker": self.worker, "specs": specs}})
+        except EmhubReconnectNeeded as exc:  # reconnecting cannot fix an unknown host
+            raise EmhubError(
+                f"worker {self.worker!r} is not registered in EMhub's config:hosts: {exc}"
+            ) from None
         token = data.get("token") if isinstance(data, dict) else None
         if not token:
             raise EmhubError("connect_worker: no token in reply")
