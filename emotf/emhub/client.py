@@ -201,6 +201,16 @@ class EmhubClient:
         data = self.post("get_new_tasks", self._token_attrs(), timeout=timeout)
         return [Task.from_reply(t) for t in data.get("tasks", [])]
 
+    def get_all_tasks(self) -> list[tuple[Task, str, str]]:
+        """(task, worker, status) of every task EMhub holds; status is ``pending`` (delivered,
+        not done), ``done`` or ``""`` (never delivered)."""
+        data = self.post("get_all_tasks", self._token_attrs())
+        return [
+            (Task.from_reply(t), str(t.get("worker", "")), str(t.get("status", "")))
+            for t in data.get("tasks", [])
+            if isinstance(t, dict)
+        ]
+
     def update_task(self, task_id: str, event: dict[str, Any]) -> None:
         self.post("update_task", self._token_attrs(task_id=task_id, event=flatten_event(event)))
 

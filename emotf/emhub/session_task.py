@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..ledger import figures, ledger
-from ..otf import OtfOptions, OtfSession, Status
+from ..otf import FolderNotWritable, OtfOptions, OtfSession, Status
 from ..project import prepare_folder
 from ..stats import session_stats
 from .client import EmhubError, Task
+from .outbox import Outbox
 from .paths import otf_paths
 from .worker import Reporter, TaskError, Worker
 
@@ -100,6 +101,11 @@ class OtfTask:
         self.otf: OtfSession | None = None
         self._last_sent: tuple[float, str] = (0.0, "")
         self.session: dict[str, Any] = {}
+        self.outbox = Outbox(
+            lambda event: worker.deliver(task, event),
+            lambda extra: worker.update_extra(self.session_id, extra),
+            name=f"task-{task.id}-outbox",
+        )
 
     def stop(self, user: bool = True) -> None:
         self._user_stop = self._user_stop or user
@@ -146,6 +152,8 @@ class OtfTask:
         return {"raw": raw, "otf": otf, "emotf": emotf}
 
     def _publish(self, status: Status, force: bool = False) -> None:
+        """Queue the progress event and the session's ``extra``; never blocks on the server
+        (the outbox delivers them, and keeps the newest while EMhub is down)."""
         assert self.otf is not None
         event = task_event(status)
         key = repr(sorted(event.items()))
@@ -153,25 +161,31 @@ class OtfTask:
         last_time, last_key = self._last_sent
         if not force and key == last_key and time.time() - last_time < interval:
             return
-        self.report(event)
-        try:
-            self.worker.client.update_session_extra(
-                self.session_id, self._extra(status, self.otf.out_dir)
-            )
-        except EmhubError as exc:
-            log.warning("session %d: extra not updated (%s)", self.session_id, exc)
-            return  # retried at the next progress tick: the newest state wins
+        self.outbox.put("event", event)
+        self.outbox.put("extra", self._extra(status, self.otf.out_dir))
         self._last_sent = (time.time(), key)
 
     def run(self) -> dict[str, Any] | None:
-        self.otf = self._prepare()
-        if self._stop.is_set():
-            self.otf.request_stop()
-        status = self.otf.run_loop(self._publish)
-        if status.state == "stopped" and not self._user_stop:
-            return None  # worker shutdown: the task stays pending and resumes later
-        self._publish(status, force=True)
-        return {**task_event(status), "otf_path": str(self.otf.out_dir)}
+        try:
+            self.otf = self._prepare()
+            if self._stop.is_set():
+                self.otf.request_stop()
+            try:
+                status = self.otf.run_loop(self._publish)
+            except FolderNotWritable as exc:
+                raise TaskError(str(exc)) from exc
+            if status.state == "stopped" and not self._user_stop:
+                return None  # worker shutdown: the task stays pending and resumes later
+            self._publish(status, force=True)
+            # buffered updates first (in order), then the final event
+            if not self.outbox.flush(self.worker.stopping):
+                return None
+            return {**task_event(status), "otf_path": str(self.otf.out_dir)}
+        except Exception:
+            self.outbox.flush(self.worker.stopping)  # the last progress, then the error
+            raise
+        finally:
+            self.outbox.close()
 
 
 def session_handler(worker: Worker, task: Task, report: Reporter) -> OtfTask | StopTask:

@@ -59,6 +59,7 @@ class Worker:
     settings: dict[str, Any] = field(default_factory=dict)
     poll_backoff_max: float = 60.0
     running: dict[str, Running] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)  # task ids taken by this process
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,18 +83,31 @@ class Worker:
 
         return report
 
-    def _deliver(self, task: Task, event: dict[str, Any]) -> None:
-        """update_task, reconnecting once if Redis lost the worker's stream."""
+    @property
+    def stopping(self) -> threading.Event:
+        """Set when the worker shuts down."""
+        return self._stop
+
+    def _reconnecting(self, call: Callable[[], None]) -> None:
+        """Run ``call``, reconnecting once if Redis lost the worker's stream/group."""
         try:
-            self.client.update_task(task.id, event)
+            call()
         except EmhubReconnectNeeded:
             self.connect()
-            self.client.update_task(task.id, event)
+            call()
+
+    def deliver(self, task: Task, event: dict[str, Any]) -> None:
+        """One ``update_task``; raises EmhubError (EmhubUnavailable if the server is down)."""
+        self._reconnecting(lambda: self.client.update_task(task.id, event))
+
+    def update_extra(self, session_id: int, extra: dict[str, Any]) -> None:
+        """One ``update_session_extra``; raises like :meth:`deliver`."""
+        self._reconnecting(lambda: self.client.update_session_extra(session_id, extra))
 
     def send_event(self, task: Task, event: dict[str, Any]) -> bool:
         """Send one progress event; False if it could not be delivered."""
         try:
-            self._deliver(task, event)
+            self.deliver(task, event)
             return True
         except EmhubError as exc:
             log.warning("task %s: event not delivered: %s", task.id, exc)
@@ -106,7 +120,7 @@ class Worker:
         delay = 5.0
         while True:
             try:
-                self._deliver(task, final)
+                self.deliver(task, final)
                 return
             except EmhubUnavailable as exc:
                 log.warning("task %s: final event not delivered yet (%s)", task.id, exc)
@@ -138,8 +152,9 @@ class Worker:
 
     def start_task(self, task: Task) -> None:
         with self._lock:
-            if task.id in self.running:
+            if task.id in self.running or task.id in self.started:
                 return
+            self.started.add(task.id)
         factory = self.registry.get(task.name)
         if factory is None:
             self.finish(task, {"error": f"no handler for task name {task.name[:100]!r}"})
@@ -171,6 +186,14 @@ class Worker:
             log.info("task %s: %s %s", task.id, task.name, sorted(task.args))
             self.start_task(task)
 
+    def recover_undelivered(self) -> None:
+        """After Redis lost our stream, EMhub recreates the group at the stream's end, so
+        tasks queued in between would never be delivered: take them from the task list."""
+        for task, worker, status in self.client.get_all_tasks():
+            if worker == self.client.worker and status in ("", "pending"):
+                log.info("task %s: taken from the task list after reconnecting", task.id)
+                self.start_task(task)
+
     def run(self) -> None:
         self.connect()
         first = True
@@ -183,6 +206,10 @@ class Worker:
             except EmhubReconnectNeeded as exc:
                 log.warning("%s: reconnecting", exc)
                 self.connect()
+                try:
+                    self.recover_undelivered()
+                except EmhubError as err:
+                    log.warning("could not list undelivered tasks: %s", err)
             except EmhubError as exc:
                 log.warning("polling failed (%s); next try in %.0f s", exc, delay)
                 self._stop.wait(delay)
