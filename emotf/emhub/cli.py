@@ -10,6 +10,7 @@ from types import FrameType
 from typing import Any
 
 from .client import EmhubClient, EmhubError
+from .command_task import allowlist, command_handler
 from .session_task import session_handler
 from .settings import load_settings
 from .specs import host_specs
@@ -22,12 +23,14 @@ class WorkerShutdown(Exception):
     """Raised in the main thread by SIGTERM/SIGINT to leave the polling loop at once."""
 
 
-# Task names this worker handles. Anything else ends with an error event.
-REGISTRY: dict[str, HandlerFactory] = {"session": session_handler}
+# Task names this worker handles. Anything else ends with an error event. ``command`` runs
+# only names from the facility's allowlist (worker configuration ``commands``).
+REGISTRY: dict[str, HandlerFactory] = {"session": session_handler, "command": command_handler}
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.config) if args.config else None)
+    allowlist(settings)  # a bad allowlist stops the worker at start, not at the first task
     emhub = settings["emhub"]
     if args.name:
         emhub["worker"] = args.name

@@ -46,6 +46,8 @@ def load_settings(path: Path | None) -> dict[str, Any]:
     for key, env in ENV_KEYS.items():
         if os.environ.get(env):
             emhub.setdefault(key, os.environ[env])
+    # Child processes (Snakemake, tools, allowlisted commands) must not inherit the password.
+    os.environ.pop(ENV_KEYS["password"], None)
     if "password" not in emhub and emhub.get("password_file"):
         try:
             emhub["password"] = Path(emhub["password_file"]).read_text(encoding="utf-8").strip()
