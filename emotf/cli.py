@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError
-from .otf import OtfOptions, OtfSession, Status
+from .otf import FolderNotWritable, OtfOptions, OtfSession, Status
 from .project import prepare_folder
 
 log = logging.getLogger("emotf")
@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"emotf: configuration error: {exc}", file=sys.stderr)
         return 2
+    except FolderNotWritable as exc:
+        print(f"emotf: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

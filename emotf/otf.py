@@ -7,6 +7,7 @@ one stopped: batches already written are not cut again, finished ones are not re
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -28,6 +29,12 @@ from .runner import SnakemakeRun, live_snakemake, lock_failure, unlock
 log = logging.getLogger(__name__)
 
 FAILED_DIR = "batch_failures"
+# Errors that mean "this folder cannot be written any more" (not a bad movie).
+WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+class FolderNotWritable(RuntimeError):
+    """The processing folder became read-only or full: the session cannot go on."""
 
 
 @dataclass
@@ -224,9 +231,27 @@ class OtfSession:
             return True
         return self.finished(now)
 
+    def _abort(self, exc: OSError) -> FolderNotWritable:
+        if self.run is not None:
+            self.run.stop(grace=30.0)
+            self.run = None
+            self.running_batches = []
+        where = f" ({exc.filename})" if exc.filename else ""
+        message = (
+            f"processing folder {self.out_dir} is not writable: {exc.strerror}{where}; "
+            "processing stopped (nothing was deleted; fix the folder and resubmit to resume)"
+        )
+        log.error("%s", message)
+        return FolderNotWritable(message)
+
     def run_loop(self, on_progress: ProgressCallback | None = None) -> Status:
         while True:
-            done = self.step()
+            try:
+                done = self.step()
+            except OSError as exc:
+                if exc.errno not in WRITE_ERRNOS:
+                    raise
+                raise self._abort(exc) from exc
             state = "stopped" if self._stop_requested else ("finished" if done else "running")
             status = self.status(state)
             if on_progress is not None:
