@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,8 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "emhub"))
 
 from harness import EmhubServer  # noqa: E402
-
-WORKER = "emotf-test-host"
+from workerproc import WORKER, WorkerProcess  # noqa: E402
 
 
 def emhub_venv() -> Path:
@@ -39,3 +40,20 @@ def emhub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmhubServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def worker_factory(emhub_server: EmhubServer, tmp_path: Path
+                   ) -> Iterator[Callable[..., WorkerProcess]]:  # fmt: skip
+    """Start ``python -m emotf worker`` processes; each is stopped (SIGTERM) at teardown."""
+    started: list[WorkerProcess] = []
+
+    def make(**kwargs: Any) -> WorkerProcess:
+        worker = WorkerProcess(emhub_server, tmp_path, **kwargs)
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.kill(signal.SIGTERM)

@@ -7,116 +7,28 @@ session's ``extra``.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from conftest import WORKER
 from harness import EmhubServer
-
-from emotf.sim import SimParams, simulate_session
+from workerproc import (
+    WORKER,
+    WorkerProcess,
+    last_event,
+    manifest_keys,
+    new_session,
+    result_records,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("relion_run_motioncorr") is None, reason="RELION missing"),
 ]
-PARAMS = SimParams(size=512, n_frames=12, format="tiff", gain=False)
-
-
-class WorkerProcess:
-    def __init__(self, server: EmhubServer, workdir: Path, idle_timeout: float = 15) -> None:
-        self.config = workdir / f"worker-{time.time_ns()}.yaml"
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "emhub": {"url": server.url, "user": "admin", "worker": WORKER},
-                    "otf": {
-                        "raw_roots": [str(server.raw_root)],
-                        "otf_roots": [str(server.otf_root)],
-                        "idle_timeout": idle_timeout,
-                        "poll_interval": 1,
-                        "report_interval": 2,
-                        "config": {
-                            "batches": {"size": 2, "tail_seconds": 3, "settle_seconds": 1},
-                            "cryolo": {"diameter_min": 120, "diameter_max": 180},
-                        },
-                    },
-                }
-            )
-        )
-        self.log = workdir / f"{self.config.stem}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ, EMHUB_PASSWORD="admin")  # never on the command line
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "emotf", "-v", "worker", "--config", str(self.config)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            self.proc.wait(60)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-@pytest.fixture
-def worker_factory(emhub_server: EmhubServer, tmp_path: Path
-                   ) -> Iterator[Callable[..., WorkerProcess]]:  # fmt: skip
-    started: list[WorkerProcess] = []
-
-    def make(**kwargs: Any) -> WorkerProcess:
-        worker = WorkerProcess(emhub_server, tmp_path, **kwargs)
-        worker.start()
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        worker.kill(signal.SIGTERM)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def new_session(server: EmhubServer, name: str, n_movies: int, interval: float,
-                seed: int) -> tuple[int, str, Path, threading.Thread]:  # fmt: skip
-    raw = server.raw_root / name
-    raw.mkdir()
-    sid = server.create_session(name, raw, tasks=[[WORKER, {"action": "otf"}]])
-    task_id = next(t for t, a in server.session_tasks(WORKER) if a.get("session_id") == sid)
-    params = SimParams(**{**PARAMS.__dict__, "seed": seed})
-    writer = threading.Thread(target=simulate_session, args=(raw, params, n_movies),
-                              kwargs={"interval": interval}, daemon=True)  # fmt: skip
-    return sid, task_id, raw, writer
-
-
-def last_event(server: EmhubServer, task_id: str) -> dict[str, str]:
-    history = server.task_history(task_id)
-    return history[-1] if history else {}
 
 
 def test_otf_session_streams_to_emhub_and_finishes(
@@ -216,10 +128,7 @@ def test_worker_killed_mid_session_resumes_with_exact_counts(
     assert final["status"] == "finished"
     assert int(final["movies_found"]) == 6 and int(final["movies_done"]) == 6, final
     out = emhub_server.otf_root / "resume1_OTF"
-    keys = [m["key"] for p in sorted((out / "batches").glob("b*.json"))
-            for m in json.loads(p.read_text())["movies"]]  # fmt: skip
+    keys = manifest_keys(out)
     assert len(keys) == len(set(keys)) == 6  # no movie batched twice, none lost
-    results = [m["key"] for p in (out / "Results").glob("b*.json")
-               for m in json.loads(p.read_text())["movies"]]  # fmt: skip
-    assert sorted(results) == sorted(keys)
+    assert sorted(result_records(out)) == sorted(keys)
     assert emhub_server.get_session(sid)["extra"]["emotf"]["movies_done"] == 6

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -41,6 +42,9 @@ class EmhubServer:
         self._redis: subprocess.Popen[bytes] | None = None
         self._http: subprocess.Popen[bytes] | None = None
         self.admin = requests.Session()
+        # a second admin account whose password appears nowhere else (credential-leak test)
+        self.worker_user = "otf.worker@emhub.test"
+        self.worker_password = "pw-" + secrets.token_hex(12)
 
     # -- processes ---------------------------------------------------------------------
     def build(self) -> None:
@@ -58,6 +62,7 @@ class EmhubServer:
             check=True,
             capture_output=True,
             timeout=120,
+            env=dict(os.environ, EMOTF_TEST_WORKER_PASSWORD=self.worker_password),
         )
 
     def start_redis(self) -> None:

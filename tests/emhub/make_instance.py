@@ -3,7 +3,8 @@
 Run with the EMhub server venv's python:
     python make_instance.py INSTANCE_DIR REDIS_PORT OTF_ROOT WORKER [WORKER ...]
 
-Creates: admin/admin, a PI (jane.doe@emhub.test / doe), resource Krios01, a booking owned by
+Creates: admin/admin, otf.worker@emhub.test (password: $EMOTF_TEST_WORKER_PASSWORD),
+a PI (jane.doe@emhub.test / doe), resource Krios01, a booking owned by
 the PI that covers now (id 1), forms config:hosts (the workers) and config:sessions, and
 redis.conf (loopback, no persistence so a restart loses streams like a real Redis crash).
 """
@@ -28,6 +29,15 @@ def main(instance: str, redis_port: int, otf_root: str, workers: list[str]) -> N
         password="doe",
         name="Jane Doe",
         roles=["user", "pi"],
+        pi_id=None,
+    )
+    # the account the credential-leak test gives the worker (its password comes from the env)
+    dm.create_user(
+        username="otf.worker@emhub.test",
+        email="otf.worker@emhub.test",
+        password=os.environ.get("EMOTF_TEST_WORKER_PASSWORD", "otf-worker"),
+        name="OTF Worker",
+        roles=["user", "admin"],
         pi_id=None,
     )
     resource = dm.create_resource(

@@ -1,0 +1,167 @@
+"""Bad and hostile task input, against a real EMhub 1.0.2 + redis-server.
+
+Every bad task ends with exactly one ``error`` event and ``done``; the worker stays up,
+creates nothing outside its allowed roots, runs no shell and dispatches on no server string.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import EmhubServer
+from workerproc import WORKER, WorkerProcess, last_event, otf_task_of, wait_for
+
+pytestmark = pytest.mark.slow
+PACKAGE = Path(__file__).resolve().parents[2] / "emotf"
+Factory = Callable[..., WorkerProcess]
+
+
+def assert_one_error(server: EmhubServer, task_id: str, label: str, pattern: str = "") -> str:
+    wait_for(lambda: server.is_done(task_id), 90, f"task '{label}'")
+    final = last_event(server, task_id)
+    error = final.get("error", "")
+    assert error and len(error) < 500, (label, final)
+    assert pattern.lower() in error.lower(), (label, error)
+    errors = [e for e in server.task_history(task_id) if "error" in e]
+    assert len(errors) == 1, (label, errors)  # reported once, not in a loop
+    return error
+
+
+def session_task(server: EmhubServer, name: str, raw: str, otf: str | None = None) -> str:
+    sid = server.create_session(
+        name, Path(raw), tasks=[[WORKER, {"action": "otf"}]], otf_path=Path(otf) if otf else None
+    )
+    return otf_task_of(server, sid)
+
+
+def test_bad_task_args_end_with_one_error(
+    emhub_server: EmhubServer, worker_factory: Factory, tmp_path: Path
+) -> None:
+    worker = worker_factory()
+    outside = tmp_path / "outside"  # a folder outside both allowed roots
+    outside.mkdir()
+    (emhub_server.raw_root / "link_out").symlink_to(outside)
+    (emhub_server.otf_root / "link_OTF").symlink_to(outside)
+    good_raw = emhub_server.raw_root / "sec_good"
+    good_raw.mkdir()
+    escape_otf = emhub_server.otf_root.parent / "escape_OTF"
+    cases: dict[str, tuple[str, dict[str, Any], str]] = {
+        "no session id": ("session", {"action": "otf"}, "session_id"),
+        "unknown session": ("session", {"action": "otf", "session_id": 99999}, "not found"),
+        "unknown action": ("session", {"action": "rm_rf", "session_id": 1}, "unknown"),
+        "method as action": ("session", {"action": "__class__", "session_id": 1}, "unknown"),
+        "text id": ("session", {"action": "otf", "session_id": "1; rm -rf /"}, "integer"),
+        "float id": ("session", {"action": "otf", "session_id": 1.5}, "integer"),
+        "list id": ("session", {"action": "otf", "session_id": [1]}, "integer"),
+        "bool id": ("session", {"action": "otf", "session_id": True}, "integer"),
+        "negative id": ("session", {"action": "otf", "session_id": -3}, "positive"),
+        "huge action": ("session", {"action": "x" * 1_000_000, "session_id": 1}, "unknown"),
+        "huge id": ("session", {"action": "otf", "session_id": "9" * 100_000}, "session"),
+    }
+    for method in ("__init__", "run", "shutdown", "start_task", "_execute", "finish", "x" * 5000):
+        cases[f"task name {method[:20]}"] = (method, {"session_id": 1}, "no handler")
+    ids = {label: emhub_server.create_task(WORKER, n, a) for label, (n, a, _) in cases.items()}
+    paths = {
+        "raw elsewhere": (session_task(emhub_server, "p1", "/etc"), "outside"),
+        "raw with ..": (
+            session_task(emhub_server, "p2", f"{emhub_server.raw_root}/../../{outside.name}"),
+            "outside",
+        ),
+        "raw symlink out": (
+            session_task(emhub_server, "p3", str(emhub_server.raw_root / "link_out")),
+            "outside",
+        ),
+        "raw relative": (session_task(emhub_server, "p4", "sec_good"), "absolute"),
+        "otf elsewhere": (
+            session_task(emhub_server, "p5", str(good_raw), str(outside / "x_OTF")),
+            "outside",
+        ),
+        "otf with ..": (
+            session_task(
+                emhub_server, "p6", str(good_raw), f"{emhub_server.otf_root}/../escape_OTF"
+            ),
+            "outside",
+        ),
+        "otf symlink out": (
+            session_task(
+                emhub_server, "p7", str(good_raw), str(emhub_server.otf_root / "link_OTF")
+            ),
+            "outside",
+        ),
+    }
+    for label, (_n, _a, pattern) in cases.items():
+        assert_one_error(emhub_server, ids[label], label, pattern)
+    for label, (task_id, pattern) in paths.items():
+        assert_one_error(emhub_server, task_id, label, pattern)
+    assert list(outside.iterdir()) == [] and not escape_otf.exists()  # nothing created outside
+    assert worker.alive()
+
+
+def test_command_tasks_run_only_allowlisted_names(
+    emhub_server: EmhubServer, worker_factory: Factory, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    default = worker_factory()
+    task = emhub_server.create_task(WORKER, "command", {"cmd": "echo hi"})
+    assert_one_error(emhub_server, task, "command, no allowlist", "disabled")
+    default.kill()
+    allowed = worker_factory(settings={"commands": {"hello": ["echo", "hello-allowlisted"]}})
+    ok = emhub_server.create_task(WORKER, "command", {"cmd": "hello"})
+    wait_for(lambda: emhub_server.is_done(ok), 60, "the allowlisted command")
+    history = emhub_server.task_history(ok)
+    assert any("hello-allowlisted" in e.get("output", "") for e in history), history
+    assert last_event(emhub_server, ok).get("returncode") == "0"
+    refused = {
+        "shell chars": f"hello; touch {marker}",
+        "not listed": "rm",
+        "path": "/bin/echo",
+    }
+    for label, cmd in refused.items():
+        task_id = emhub_server.create_task(WORKER, "command", {"cmd": cmd})
+        assert_one_error(emhub_server, task_id, label, "allowlist")
+    task_id = emhub_server.create_task(WORKER, "command", {"cmd": ["echo", "x"]})
+    assert_one_error(emhub_server, task_id, "argv from the server", "allowlist")
+    assert not marker.exists()
+    assert allowed.alive()
+
+
+def _calls(tree: ast.AST) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+
+
+def _name(func: ast.expr) -> str:
+    if isinstance(func, ast.Attribute):
+        return f"{_name(func.value)}.{func.attr}"
+    return func.id if isinstance(func, ast.Name) else ""
+
+
+def test_package_runs_no_shell_and_dispatches_on_no_string() -> None:
+    """Static guard over every module: no shell, no eval, no attribute lookup by a computed
+    name except the progress counters (names from a constant table)."""
+    forbidden = {"os.system", "os.popen", "subprocess.getoutput", "subprocess.getstatusoutput",
+                 "eval", "exec", "__import__", "importlib.import_module"}  # fmt: skip
+    dynamic_ok = {"progress.py"}  # setattr/getattr over a fixed tuple of counter names
+    problems: list[str] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for call in _calls(tree):
+            where = f"{path.relative_to(PACKAGE)}:{call.lineno}"
+            name = _name(call.func)
+            if name in forbidden:
+                problems.append(f"{where}: {name}")
+            for kw in call.keywords:
+                if kw.arg == "shell" and not (
+                    isinstance(kw.value, ast.Constant) and kw.value.value is False
+                ):
+                    problems.append(f"{where}: shell=")
+            if name in ("getattr", "setattr", "hasattr") and len(call.args) >= 2:
+                if not isinstance(call.args[1], ast.Constant) and path.name not in dynamic_ok:
+                    problems.append(f"{where}: {name} with a computed name")
+    assert not problems, problems
+    assert shutil.which("setpriv") or os.geteuid() != 0  # the fault tests need it as root
