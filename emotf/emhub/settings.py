@@ -16,6 +16,8 @@ otf:
   config: {batches: {size: 16}}       # config.yaml values for every session
   microscopes:                        # per EMhub resource name
     Krios01: {profile: slurm, config: {acquisition: {cs: 2.7}}}
+commands:                             # the only "command" tasks this worker runs (no shell)
+  disk_usage: [df, -h, /data]
 ```
 """
 
