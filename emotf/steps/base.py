@@ -15,9 +15,12 @@ itself only fails when the step cannot run at all (e.g. its program is missing).
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,29 @@ def merged_ok(*outputs: StepOutput) -> dict[str, Record]:
     return merged
 
 
+_thread = threading.local()  # per job thread: the GPUs allocated to the running step
+
+
+@contextmanager
+def visible_gpus(gpus: list[str]) -> Iterator[None]:
+    """Programs started by this thread's step (``run_tool``) see exactly these devices,
+    numbered from 0. Thread-local, so concurrent jobs in one Snakemake never mix them."""
+    saved = getattr(_thread, "gpus", None)
+    _thread.gpus = list(gpus)
+    try:
+        yield
+    finally:
+        _thread.gpus = saved
+
+
+def tool_env(env: dict[str, str] | None = None) -> dict[str, str] | None:
+    """``env`` (default: this process's) with the step's ``CUDA_VISIBLE_DEVICES``."""
+    gpus = getattr(_thread, "gpus", None)
+    if not gpus:
+        return env
+    return {**(os.environ if env is None else env), "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+
+
 def run_tool(
     argv: Sequence[str],
     log_path: Path | None = None,
@@ -130,7 +156,7 @@ def run_tool(
             input=stdin,
             capture_output=True,
             text=True,
-            env=env,
+            env=tool_env(env),
             cwd=cwd,
             check=False,
         )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..gpu import allocate
-from .base import StepContext
+from .base import StepContext, visible_gpus
 
 
 def _steps() -> dict[str, Callable[[StepContext], Any]]:
@@ -25,37 +25,43 @@ def _steps() -> dict[str, Callable[[StepContext], Any]]:
     }
 
 
+class _ThisThread(logging.Filter):
+    """Pass only records logged by the thread that created the filter: with
+    ``--force-use-threads`` several jobs run in one Snakemake process at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ident = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.ident
+
+
+_level_lock = threading.Lock()
+_level_users: list[int] = []  # saved level of the ``emotf`` logger while steps run
+
+
 @contextmanager
 def _step_log(path: Path) -> Iterator[None]:
-    """Send the ``emotf`` loggers to the rule's log file for the duration of a step."""
+    """Send this thread's ``emotf`` log records to the rule's log file during a step."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_ThisThread())
     logger = logging.getLogger("emotf")
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    with _level_lock:
+        _level_users.append(logger.level)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
+        with _level_lock:
+            logger.removeHandler(handler)
+            saved = _level_users.pop()
+            if not _level_users:
+                logger.setLevel(saved)
         handler.close()
-
-
-@contextmanager
-def _visible_gpus(gpus: list[str]) -> Iterator[None]:
-    """Programs started by the step see exactly these devices, numbered from 0."""
-    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = saved
 
 
 def run_step(
@@ -71,7 +77,7 @@ def run_step(
     """Run one step for one batch from a rule's ``run:`` block (raises on failure)."""
     with _step_log(Path(str(log[0]))):
         try:
-            with allocate(int(getattr(resources, "gpu", 0) or 0)) as gpus, _visible_gpus(gpus):
+            with allocate(int(getattr(resources, "gpu", 0) or 0)) as gpus, visible_gpus(gpus):
                 ctx = StepContext(
                     batch=str(wildcards.batch),
                     config=dict(config),
