@@ -106,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         poll_interval=args.poll,
         profile=args.profile,
+        max_runs=args.max_runs,
     )
     status = run_session(Path(args.session), Path(args.out), _overrides(args), options)
     print_failures(status)
@@ -130,6 +131,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settle", type=float, help="seconds a movie must be unmodified")
     p.add_argument("--profile", help="Snakemake profile (e.g. slurm, lsf); default: local")
     p.add_argument("--poll", type=float, default=2.0, help="seconds between scans")
+    p.add_argument(
+        "--max-runs", type=int, default=2,
+        help="concurrent Snakemake runs on disjoint batches (default 2)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

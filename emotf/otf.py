@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +20,8 @@ from .config import Config
 from .curation import curate
 from .feeder import Batcher, MovieScanner
 from .fsutil import atomic_write_json, read_json
-from .outputs import write_session_stars
+from .output_writer import OutputWriter
 from .progress import ProgressReader
-from .report import write_report
 from .runner import SnakemakeRun, live_snakemake, lock_failure, unlock
 
 log = logging.getLogger(__name__)
@@ -45,6 +43,8 @@ class OtfOptions:
     profile: str | None = None
     snakemake_args: list[str] = field(default_factory=list)
     max_attempts: int = 2  # Snakemake invocations per batch before it is declared failed
+    max_runs: int = 2  # concurrent Snakemake invocations (disjoint batches): a batch cut
+    # while a long run is going starts at once instead of waiting for that run to end
 
 
 @dataclass
@@ -81,12 +81,11 @@ class OtfSession:
             known=self.batcher.assigned_keys(),
         )
         self.progress = ProgressReader(self.out_dir)
-        self.run: SnakemakeRun | None = None
-        self.running_batches: list[str] = []
+        self.runs: list[tuple[SnakemakeRun, list[str]]] = []  # each run and its batches
         self.attempts: dict[str, int] = {}
         self.last_activity = time.time()
         self._stop_requested = False
-        self._stars_signature: tuple[int, int] = (-1, -1)
+        self.outputs = OutputWriter(self.out_dir)
 
     # -- batches ---------------------------------------------------------------------------
     def _failed_batches(self) -> set[str]:
@@ -119,47 +118,56 @@ class OtfSession:
         idle = now - self.last_activity >= self.options.idle_timeout
         self.batcher.cut(now, flush=self.options.once or idle or self._stop_requested)
 
-    def _finish_run(self, code: int) -> None:
-        assert self.run is not None
-        if code != 0 and lock_failure(self.run.log_path):
+    @property
+    def running_batches(self) -> list[str]:
+        return [batch for _run, batches in self.runs for batch in batches]
+
+    def _finish_run(self, run: SnakemakeRun, batches: list[str], code: int) -> None:
+        if code != 0 and lock_failure(run.log_path):
             # another snakemake held the folder (a killed worker's orphan, or staff by hand)
-            if not live_snakemake(self.out_dir):
+            if not self.runs and not live_snakemake(self.out_dir):
                 log.warning("stale Snakemake lock in %s: unlocking", self.out_dir)
                 unlock(self.out_dir)
-            self.run = None
-            self.running_batches = []
             return
         pending = set(self.pending_batches())
-        for batch in self.running_batches:
+        for batch in batches:
             if batch in pending:
                 self.attempts[batch] = self.attempts.get(batch, 0) + 1
                 if self.attempts[batch] >= self.options.max_attempts:
                     self._mark_failed(batch, code)
-        log.info("snakemake finished with exit code %d", code)
-        self.run = None
-        self.running_batches = []
+        log.info("snakemake for %s finished with exit code %d", ",".join(batches), code)
+
+    def _reap(self) -> None:
+        for item in list(self.runs):
+            code = item[0].poll()
+            if code is not None:
+                self.runs.remove(item)
+                self._finish_run(item[0], item[1], code)
 
     def schedule(self) -> None:
-        if self.run is not None:
-            code = self.run.poll()
-            if code is None:
-                return
-            self._finish_run(code)
-        if self._stop_requested:
+        self._reap()
+        if self._stop_requested or len(self.runs) >= max(1, self.options.max_runs):
             return
-        pending = self.pending_batches()
-        if pending and live_snakemake(self.out_dir):
+        running = set(self.running_batches)
+        pending = [b for b in self.pending_batches() if b not in running]
+        if not pending:
+            return
+        if not self.runs and live_snakemake(self.out_dir):
             return  # e.g. the run of a worker that was killed: let it finish, then go on
-        if pending:
-            self.running_batches = pending
-            self.run = SnakemakeRun(
-                self.out_dir,
-                [f"Results/{b}.json" for b in pending],
-                self.options.profile,
-                self.options.snakemake_args,
-                name=time.strftime("%Y%m%d-%H%M%S") + f"-{pending[0]}",
-            )
-            self.run.start()
+        run = SnakemakeRun(
+            self.out_dir,
+            [f"Results/{b}.json" for b in pending],
+            self.options.profile,
+            self.options.snakemake_args,
+            name=time.strftime("%Y%m%d-%H%M%S") + f"-{pending[0]}",
+        )
+        run.start()
+        self.runs.append((run, pending))
+
+    def stop_runs(self, grace: float = 60.0) -> None:
+        for run, _batches in self.runs:
+            run.stop(grace=grace)
+        self.runs = []
 
     def status(self, state: str = "running") -> Status:
         counts = self.progress.counts()
@@ -193,24 +201,16 @@ class OtfSession:
         }
 
     def finished(self, now: float) -> bool:
-        if self.run is not None or self.pending_batches() or self.batcher.pending:
+        if self.runs or self.pending_batches() or self.batcher.pending:
             return False
         if self.options.once and self.scanner.total_seen() == len(self.scanner.known):
             return True
         return now - self.last_activity >= self.options.idle_timeout
 
-    def write_outputs(self) -> None:
-        """Rewrite the session STAR files when any batch result appeared or changed."""
-        folder = self.out_dir / "Results"
-        entries = list(os.scandir(folder)) if folder.is_dir() else []
-        signature = (len(entries), max((e.stat().st_mtime_ns for e in entries), default=0))
-        if signature != self._stars_signature:
-            write_session_stars(self.out_dir, self.config)
-            try:
-                write_report(self.out_dir, self.config)
-            except Exception:  # a report problem must never stop processing
-                log.exception("report.html not updated")
-            self._stars_signature = signature
+    def write_outputs(self, wait: bool = False) -> None:
+        """Rewrite the session STAR files and report when any batch result appeared or
+        changed (in a child process; ``wait`` for the final one)."""
+        self.outputs.update(wait=wait)
 
     # -- driving -----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -222,20 +222,14 @@ class OtfSession:
         if not self._stop_requested:
             self.feed(now)
         self.schedule()
-        self.write_outputs()
         if self._stop_requested:
-            if self.run is not None:
-                self.run.stop()
-                self.run = None
-                self.running_batches = []
-            return True
-        return self.finished(now)
+            self.stop_runs()
+        done = self._stop_requested or self.finished(now)
+        self.write_outputs(wait=done)  # the last rewrite of a session is waited for
+        return done
 
     def _abort(self, exc: OSError) -> FolderNotWritable:
-        if self.run is not None:
-            self.run.stop(grace=30.0)
-            self.run = None
-            self.running_batches = []
+        self.stop_runs(grace=30.0)
         where = f" ({exc.filename})" if exc.filename else ""
         message = (
             f"processing folder {self.out_dir} is not writable: {exc.strerror}{where}; "

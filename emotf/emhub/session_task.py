@@ -128,6 +128,7 @@ class OtfTask:
             idle_timeout=float(self.settings.get("idle_timeout", 1800)),
             poll_interval=float(self.settings.get("poll_interval", 5)),
             profile=profile,
+            max_runs=int(self.settings.get("max_runs", 2)),
         )
         return OtfSession(out, config, options)
 

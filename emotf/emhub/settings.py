@@ -13,6 +13,7 @@ otf:
   profile: null                       # Snakemake profile (slurm, lsf) or null for local
   idle_timeout: 1800                  # end a session after this long without new movies
   report_interval: 30                 # seconds between task events when nothing changes
+  max_runs: 2                         # concurrent Snakemake runs per session (disjoint batches)
   config: {batches: {size: 16}}       # config.yaml values for every session
   microscopes:                        # per EMhub resource name
     Krios01: {profile: slurm, config: {acquisition: {cs: 2.7}}}
