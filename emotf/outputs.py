@@ -45,3 +45,26 @@ def write_session_stars(
         "coordinates": len(with_coords),
         "accepted": len(accepted),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emotf.outputs FOLDER``: rewrite a folder's session STAR files and report."""
+    import logging
+    import sys
+
+    from .config import read_config
+    from .report import write_report
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    folder = Path((sys.argv[1:] if argv is None else argv)[0])
+    config = read_config(folder / "config.yaml")
+    write_session_stars(folder, config)
+    try:
+        write_report(folder, config)
+    except Exception:  # the STAR files are written; a report problem is only logged
+        logging.getLogger(__name__).exception("report.html not updated")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Session STAR files and ``report.html``, rewritten by a short-lived child process.
+
+Writing them needs pandas (starfile) and matplotlib: about 120 MB that a long-running worker
+should not keep, and a crash there must not touch the processing loop. The loop asks for a
+rewrite whenever ``Results/`` changes; at most one writer runs at a time, a change seen while
+it runs is written by the next one, and the last rewrite of a session is waited for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def results_signature(out_dir: Path) -> tuple[int, int]:
+    """(number of batch results, newest mtime): changes whenever a result appears or changes."""
+    folder = Path(out_dir) / "Results"
+    entries = list(os.scandir(folder)) if folder.is_dir() else []
+    return len(entries), max((e.stat().st_mtime_ns for e in entries), default=0)
+
+
+class OutputWriter:
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.written: tuple[int, int] = (-1, -1)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = self.out_dir / "logs" / "session_outputs.log"
+
+    def _reap(self, wait: bool) -> bool:
+        """True when no writer is running (after waiting for it if ``wait``)."""
+        if self._proc is None:
+            return True
+        code = self._proc.wait() if wait else self._proc.poll()
+        if code is None:
+            return False
+        if code != 0:
+            log.warning("session STAR files/report not updated (exit %d); see %s", code, self._log)
+        self._proc = None
+        return True
+
+    def update(self, wait: bool = False) -> None:
+        """Start a rewrite if ``Results/`` changed since the last one (and none is running);
+        with ``wait``, finish any running rewrite, do the last one and wait for it."""
+        if not self._reap(wait):
+            return
+        signature = results_signature(self.out_dir)
+        if signature == self.written:
+            return
+        self._log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._log, "ab") as handle:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "emotf.outputs", os.fspath(self.out_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        self.written = signature
+        if wait:
+            self._reap(True)
