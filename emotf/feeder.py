@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import time
@@ -24,6 +25,8 @@ from .batches import (
 )
 
 log = logging.getLogger(__name__)
+
+RELIST_SECONDS = 5.0
 
 
 @dataclass
@@ -52,13 +55,39 @@ class MovieScanner:
         self.known = set(known)  # keys already handed out (e.g. in existing manifests)
         self._seen: dict[str, _Seen] = {}
         self.sizes: dict[str, int] = {}  # last size of every movie found (for EMhub raw stats)
+        # folder listings reused while the folder's mtime is unchanged (and not recent)
+        self._listings: dict[tuple[str, str], tuple[int, list[str]]] = {}
 
-    def _candidates(self) -> list[Path]:
-        found: dict[str, Path] = {}
+    def _listing(self, folder: Path, name_pattern: str, now: float) -> list[str]:
+        """Names in ``folder`` matching ``name_pattern``; re-listed only when the folder
+        changed. A folder modified in the last few seconds is always re-listed, so coarse
+        mtimes (NFS, SMB) cannot hide a movie created right after a listing."""
+        try:
+            mtime = folder.stat().st_mtime_ns
+        except OSError:
+            return []
+        key = (os.fspath(folder), name_pattern)
+        cached = self._listings.get(key)
+        if cached is not None and cached[0] == mtime and now - mtime / 1e9 > RELIST_SECONDS:
+            return cached[1]
+        try:
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries if fnmatch.fnmatchcase(e.name, name_pattern)]
+        except OSError:
+            return []
+        self._listings[key] = (mtime, names)
+        return names
+
+    def _candidates(self, now: float) -> list[Path]:
+        found: set[str] = set()
         for pattern in self.globs:
-            for path in self.session_dir.glob(pattern):
-                found.setdefault(str(path), path)
-        return [found[k] for k in sorted(found)]
+            head, _, name_pattern = pattern.rpartition("/")
+            folders = self.session_dir.glob(head) if head else iter([self.session_dir])
+            for folder in folders:
+                found.update(
+                    os.path.join(folder, n) for n in self._listing(folder, name_pattern, now)
+                )
+        return [Path(p) for p in sorted(found)]
 
     def total_seen(self) -> int:
         """Movies found so far, complete or not (including those handed out earlier)."""
@@ -67,7 +96,7 @@ class MovieScanner:
     def scan(self, now: float | None = None) -> list[MovieEntry]:
         now = time.time() if now is None else now
         complete: list[MovieEntry] = []
-        for path in self._candidates():
+        for path in self._candidates(now):
             key = path.relative_to(self.session_dir).as_posix()
             if key in self.known:
                 if key not in self.sizes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,41 @@ def test_manifests_are_immutable(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(ManifestError, match="b000003"):
         read_manifest(bad)
+
+
+def test_unchanged_folders_are_not_listed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 20,000 movies a scan must not re-list every folder: a folder is listed again only
+    when its mtime changed or it changed recently (coarse NFS/SMB mtimes)."""
+    data = tmp_path / "Images-Disc1" / "GridSquare_1" / "Data"
+    data.mkdir(parents=True)
+    (data / "a_fractions.tiff").write_bytes(b"x")
+    scanner = MovieScanner(tmp_path, GLOBS, settle_seconds=0, known=set())
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path: Any) -> Any:
+        listed.append(os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    later = time.time() + 60  # the folder's last change is well in the past
+    assert [m.key for m in scanner.scan(later)] == [
+        "Images-Disc1/GridSquare_1/Data/a_fractions.tiff"
+    ]
+    before = listed.count(os.fspath(data))
+    assert scanner.scan(later + 1) == []
+    assert listed.count(os.fspath(data)) == before  # unchanged: listing reused
+    (data / "b_fractions.tiff").write_bytes(b"x")  # a new movie changes the folder's mtime
+    found = scanner.scan(time.time() + 120)
+    assert [m.key for m in found] == ["Images-Disc1/GridSquare_1/Data/b_fractions.tiff"]
+    # a coarse mtime (NFS, SMB) may not change when a movie appears: a folder whose mtime is
+    # recent is always listed again
+    cached = data.stat().st_mtime_ns
+    (data / "c_fractions.tiff").write_bytes(b"x")
+    os.utime(data, ns=(cached, cached))
+    assert scanner.scan(time.time() + 300) == []  # old mtime, unchanged: listing reused
+    assert [m.key for m in scanner.scan(time.time())] == [
+        "Images-Disc1/GridSquare_1/Data/c_fractions.tiff"
+    ]
