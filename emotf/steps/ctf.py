@@ -124,6 +124,10 @@ def run(ctx: StepContext) -> StepOutput:
     step_dir(ctx.batch).mkdir(parents=True, exist_ok=True)
     if rows and backend == "emotf":
         run_emotf(ctx, out, rows)
+    elif rows and backend == "recorded":  # benchmarks only
+        from .recorded import run_ctffind as run_recorded
+
+        run_recorded(ctx, out, rows)
     elif rows:
         from .ctffind_exe import run_ctffind
 

@@ -157,6 +157,10 @@ def run(ctx: StepContext) -> StepOutput:
     if rows:
         if backend == "relion":
             run_relion(ctx, out, rows)
+        elif backend == "recorded":  # benchmarks only
+            from .recorded import run_motioncor as run_recorded
+
+            run_recorded(ctx, out, rows)
         else:
             from .motioncor_gpu import run_motioncor
 

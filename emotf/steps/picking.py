@@ -102,6 +102,10 @@ def run(ctx: StepContext) -> StepOutput:
     step_dir(ctx.batch).mkdir(parents=True, exist_ok=True)
     if rows and backend == "relion_log":
         _run_log_group(ctx, out, rows, "all")
+    elif rows and backend == "recorded":  # benchmarks only
+        from .recorded import run_picking as run_recorded
+
+        run_recorded(ctx, out, rows)
     elif rows:
         from .cryolo_exe import run_cryolo
 
