@@ -64,6 +64,9 @@ class _Cache:
         self._data[key] = (mtime, data)
         return data
 
+    def drop(self, path: Path) -> None:
+        self._data.pop(os.fspath(path), None)
+
 
 class ProgressReader:
     """Incremental reader of a processing folder's outputs."""
@@ -109,6 +112,8 @@ class ProgressReader:
                 counts.batches_done += 1
                 current = [m for m in result["movies"] if owner.get(m["key"]) == batch]
                 self._count_result(counts, current, reasons)
+                for folder, name in STEP_FILES.values():  # read while running; not needed now
+                    self._cache.drop(self.out_dir / folder / batch / name)
                 continue
             for attr, (folder, name) in STEP_FILES.items():
                 step = self._cache.get(self.out_dir / folder / batch / name)
