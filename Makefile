@@ -27,7 +27,7 @@ test: system venv
 	EMOTF_REQUIRE_EMHUB=1 $(BIN)/pytest -q -rs
 
 lint: venv
-	$(BIN)/ruff check emotf tests
+	$(BIN)/ruff check emotf tests benchmarks
 	$(BIN)/mypy
 
 clean-venv:

@@ -1,0 +1,219 @@
+"""Scale: a 20,000-movie session, every file and Snakemake job real, compute replayed.
+
+1. A small real session (``--record-movies`` of 1k×1k×20) is processed with the CPU backends
+   (``emotf run --once``): its processing folder is the *recording*.
+2. A 20,000-movie EPU session of tiny movies (32×32×20 TIFF + EPU XML, 50 per GridSquare) is
+   written and processed by ``emotf run --once`` with ``backend: recorded`` for motioncor,
+   ctffind and cryolo (``emotf/steps/recorded.py``, benchmarks only): import really probes
+   every movie; the other steps write every per-movie file their real backend writes, replayed
+   from the recording, and read their records back with the real parsers. Batches of
+   ``--batch-size`` (default 200 → 100 batches, 500 Snakemake jobs).
+3. In the finished processing folder:
+   * a full no-op ``snakemake`` (no target, the folder's default profile) and a no-op for one
+     batch target as ``emotf run`` invokes it: wall time, peak RSS of the process tree;
+   * the worker's progress scan (``ProgressReader.counts()`` + ``results()``, and
+     ``OtfSession.status()``), cold (new reader) and warm (same reader), in a fresh process
+     that holds an ``OtfSession`` over the folder, and that process's RSS (the worker state);
+   * the feeder's scan of the raw folder (``MovieScanner.scan`` over 20,000 known movies).
+
+Goals: no-op re-invocation <= 15 s and <= 500 MB; scan <= 1 s; worker RSS <= 300 MB.
+
+    python benchmarks/scale.py                               # 20,000 movies
+    python benchmarks/scale.py --movies 1000 --batch-size 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as C
+import numpy as np
+
+MB = 1024**2
+
+
+def write_tiny_session(session: Path, n_movies: int, per_square: int, frames: int) -> None:
+    """An EPU layout of ``n_movies`` identical tiny TIFF movies with their XML."""
+    from emotf.sim.epu_writer import XmlFields, encode_movie, movie_xml
+
+    rng = np.random.default_rng(0)
+    movie = encode_movie(rng.poisson(1.5, (frames, 32, 32)).astype(np.uint8), "tiff")
+    session.mkdir(parents=True)
+    (session / "EpuSession.dm").write_text("<EpuSessionXml/>\n")
+    start = dt.datetime(2026, 1, 1, 9, 0, 0)
+    for n in range(n_movies):
+        stamp = start + dt.timedelta(seconds=8 * n)
+        base = (f"Images-Disc1/GridSquare_{1000 + n // per_square}/Data/"
+                f"FoilHole_{20000 + n}_Data_{30000 + n}_{n % 7}_{stamp:%Y%m%d_%H%M%S}")  # fmt: skip
+        folder = session / base.rsplit("/", 1)[0]
+        if n % per_square == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        fields = XmlFields(1.0, 300.0, 1.5 * frames, frames, 15000.0, 1.0, stamp.isoformat())
+        (session / f"{base}.xml").write_text(movie_xml(fields))
+        (session / f"{base}_fractions.tiff").write_bytes(movie)
+
+
+def probe(out: Path) -> int:
+    """In a fresh process: hold an OtfSession over ``out``, time its scans, print JSON."""
+    import os
+    import resource
+
+    import psutil
+
+    from emotf.config import read_config
+    from emotf.otf import OtfOptions, OtfSession
+    from emotf.progress import ProgressReader
+
+    me = psutil.Process()
+    figures: dict[str, float] = {"rss_start": me.memory_info().rss / MB}
+    t = time.perf_counter()
+    session = OtfSession(out, read_config(out / "config.yaml"), OtfOptions(once=True))
+    figures["session_open_s"] = time.perf_counter() - t
+    for label in ("cold", "warm"):
+        reader = session.progress if label == "warm" else ProgressReader(out)
+        t = time.perf_counter()
+        counts = reader.counts()
+        records = reader.results()
+        figures[f"scan_{label}_s"] = time.perf_counter() - t
+        if label == "cold":
+            session.progress = reader  # the worker's reader, now filled
+    t = time.perf_counter()
+    status = session.status()
+    figures["status_warm_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    session.scanner.scan()
+    figures["feeder_scan_s"] = time.perf_counter() - t
+    # what the EMhub worker adds at every progress event: statistics and latency figures
+    from emotf.ledger import figures as ledger_figures
+    from emotf.ledger import ledger
+    from emotf.stats import session_stats
+
+    t = time.perf_counter()
+    session_stats(records)
+    ledger_figures(ledger(out, session.progress), records)
+    figures["event_stats_s"] = time.perf_counter() - t
+    session.write_outputs(wait=True)  # session STARs + report (in a child process)
+    figures["rss_worker"] = me.memory_info().rss / MB
+    figures["maxrss_worker"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["done"] = counts.done
+    figures["records"] = len(records)
+    figures["movies_found"] = status.movies_found
+    figures["pid"] = os.getpid()
+    print(json.dumps(figures))
+    return 0
+
+
+def record(root: Path, args: argparse.Namespace) -> Path:
+    """A real run of a few movies with the CPU backends: the results to replay."""
+    session, out = root / "record_session", root / "record_OTF"
+    truth = C.simulate(session, args.record_movies, 1024, 20, args.seed)
+    cfg = C.pipeline_config(truth.particle_diameter, args.record_movies, 0, 0)
+    cfg_file = C.write_yaml(root / "record.yaml", cfg)
+    m = C.measure(C.emotf_run_argv(session, out, cfg_file, "--once", "--poll", "1"))
+    C.check(m, "recording run")
+    return out
+
+
+def main() -> int:
+    p = C.parser(__doc__.split("\n")[0])
+    p.add_argument("--movies", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--per-square", type=int, default=50, help="movies per GridSquare folder")
+    p.add_argument("--record-movies", type=int, default=4)
+    p.add_argument("--poll", type=float, default=2.0, help="emotf run --poll (s)")
+    p.add_argument(
+        "--processing-profile",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="Snakemake profile keys for the (setup) processing run only; default "
+        "force-use-threads=true (run: jobs as threads, not one spawned snakemake each), "
+        "'none' for the folder's profile as shipped. The no-op runs use the shipped profile.",
+    )
+    p.add_argument("--probe", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.probe:
+        return probe(Path(args.probe))
+    C.require_programs()
+    report = C.Report(f"Scale ({args.movies} movies, batches of {args.batch_size}, "
+                      "recorded backends)")  # fmt: skip
+    with C.work_folder(args, "scale") as root:
+        print(f"recording a real run of {args.record_movies} movies ...", flush=True)
+        recording = record(root, args)
+        session, out = root / "session", root / "session_OTF"
+        t = time.perf_counter()
+        write_tiny_session(session, args.movies, args.per_square, 20)
+        print(f"wrote {args.movies} tiny movies in {time.perf_counter() - t:.0f} s", flush=True)
+        cfg: dict[str, Any] = {
+            "batches": {"size": args.batch_size, "settle_seconds": 0, "tail_seconds": 0},
+            "acquisition": {"pixel_size": 1.0, "dose_per_frame": 1.5},
+            "motioncor": {"backend": "recorded"},
+            "ctffind": {"backend": "recorded"},
+            "cryolo": {"backend": "recorded"},
+            "recorded": {"folder": str(recording)},
+        }
+        cfg_file = C.write_yaml(root / "scale.yaml", cfg)
+        setup = args.processing_profile or ["force-use-threads=true"]
+        setup = [] if setup == ["none"] else setup
+        C.seed_profile(out, setup)
+        print(f"processing with emotf run --once (recorded backends, {setup}) ...", flush=True)
+        run = C.measure(C.emotf_run_argv(session, out, cfg_file, "--once", "--poll",
+                                         str(args.poll)), interval=0.5)  # fmt: skip
+        C.check(run, "emotf run")
+        print(f"  {run.seconds:.0f} s", flush=True)
+        C.seed_profile(out, [])  # the no-op runs use the profile as shipped
+        batches = sorted(p.stem for p in (out / "batches").glob("b*.json"))
+        n_files = sum(1 for _ in out.rglob("*"))
+
+        print("no-op snakemake, whole folder ...", flush=True)
+        full = C.measure([sys.executable, "-m", "snakemake"], cwd=out)
+        C.check(full, "no-op snakemake")
+        noop_ok = "Nothing to be done" in full.output
+        from emotf.runner import snakemake_argv
+
+        print("no-op snakemake, last batch target (as emotf run does) ...", flush=True)
+        one = C.measure(snakemake_argv([f"Results/{batches[-1]}.json"], None), cwd=out)
+        C.check(one, "no-op snakemake for one batch")
+
+        print("worker state and scans (fresh process) ...", flush=True)
+        probed = C.measure([sys.executable, __file__, "--probe", str(out)])
+        C.check(probed, "probe")
+        fig = json.loads(probed.output.strip().splitlines()[-1])
+
+    report.add("processing wall (emotf run --once)", run.seconds, "s",
+               note=f"{len(batches)} batches, {n_files} files in the processing folder; "
+               f"{fig['done']} movies done; profile {setup}")  # fmt: skip
+    report.add("processing peak RSS (tree)", run.peak_tree_rss / MB, "MB")
+    report.add(
+        "no-op snakemake (all), wall",
+        full.seconds,
+        "s",
+        goal=15,
+        note="'Nothing to be done'" if noop_ok else "NOT a no-op: jobs ran",
+    )
+    report.add("no-op snakemake (all), peak RSS tree", full.peak_tree_rss / MB, "MB", goal=500)
+    report.add("no-op snakemake (1 batch target), wall", one.seconds, "s", goal=15)
+    report.add("no-op snakemake (1 batch), peak RSS", one.peak_tree_rss / MB, "MB", goal=500)
+    report.add("progress scan cold (counts+results)", fig["scan_cold_s"], "s", goal=1)
+    report.add("progress scan warm (counts+results)", fig["scan_warm_s"], "s", goal=1)
+    report.add("OtfSession.status() warm", fig["status_warm_s"], "s", goal=1)
+    report.add("worker event statistics (stats + ledger)", fig["event_stats_s"], "s")
+    report.add("feeder raw-folder scan (MovieScanner)", fig["feeder_scan_s"], "s")
+    report.add("OtfSession open (reads manifests)", fig["session_open_s"], "s")
+    report.add("worker RSS (OtfSession, scanned)", fig["rss_worker"], "MB", goal=300,
+               note=f"peak {fig['maxrss_worker']:.0f} MB; {fig['rss_start']:.0f} MB after "
+               "imports")  # fmt: skip
+    report.details = {"args": vars(args), "probe": fig, "noop_output_tail": full.output[-2000:]}
+    report.print()
+    report.write_json(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
