@@ -7,17 +7,16 @@ session's ``extra``.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from harness import EmhubServer
 from workerproc import (
+    NEEDS_RELION,
     WORKER,
-    WorkerProcess,
+    Factory,
     last_event,
     manifest_keys,
     new_session,
@@ -25,14 +24,11 @@ from workerproc import (
     wait_for,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("relion_run_motioncorr") is None, reason="RELION missing"),
-]
+pytestmark = [pytest.mark.slow, NEEDS_RELION]
 
 
 def test_otf_session_streams_to_emhub_and_finishes(
-    emhub_server: EmhubServer, worker_factory: Callable[..., WorkerProcess]
+    emhub_server: EmhubServer, worker_factory: Factory
 ) -> None:
     sid, task_id, raw, writer = new_session(emhub_server, "stream1", 5, 1.5, seed=11)
     writer.start()
@@ -67,7 +63,7 @@ def test_otf_session_streams_to_emhub_and_finishes(
 
 
 def test_bad_tasks_end_with_an_error_and_the_worker_stays_up(
-    emhub_server: EmhubServer, worker_factory: Callable[..., WorkerProcess]
+    emhub_server: EmhubServer, worker_factory: Factory
 ) -> None:
     worker = worker_factory()
     bad = {
@@ -91,9 +87,7 @@ def test_bad_tasks_end_with_an_error_and_the_worker_stays_up(
     assert worker.alive()
 
 
-def test_stop_task_stops_the_run(
-    emhub_server: EmhubServer, worker_factory: Callable[..., WorkerProcess]
-) -> None:
+def test_stop_task_stops_the_run(emhub_server: EmhubServer, worker_factory: Factory) -> None:
     sid, task_id, _raw, writer = new_session(emhub_server, "stopme", 30, 2.0, seed=12)
     writer.start()
     worker_factory(idle_timeout=120)
@@ -112,7 +106,7 @@ def test_stop_task_stops_the_run(
 
 
 def test_worker_killed_mid_session_resumes_with_exact_counts(
-    emhub_server: EmhubServer, worker_factory: Callable[..., WorkerProcess]
+    emhub_server: EmhubServer, worker_factory: Factory
 ) -> None:
     sid, task_id, raw, writer = new_session(emhub_server, "resume1", 6, 2.0, seed=13)
     writer.start()

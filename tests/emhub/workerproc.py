@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from harness import EmhubServer
 
@@ -21,6 +23,11 @@ from emotf.sim import SimParams, simulate_session
 
 WORKER = "emotf-test-host"
 PARAMS = SimParams(size=512, n_frames=12, format="tiff", gain=False)
+# LoG picking diameters (Å) that suit PARAMS' particles
+LOG_DIAMETERS = {"diameter_min": 120, "diameter_max": 180}
+NEEDS_RELION = pytest.mark.skipif(
+    shutil.which("relion_run_motioncorr") is None, reason="RELION missing"
+)
 # Processes run through this prefix obey file permissions even as root (no DAC override),
 # so tests can make files unreadable or folders read-only on a CI machine that runs as root.
 NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
@@ -52,7 +59,7 @@ class WorkerProcess:
                 "report_interval": 2,
                 "config": {
                     "batches": {"size": 2, "tail_seconds": 3, "settle_seconds": 1},
-                    "cryolo": {"diameter_min": 120, "diameter_max": 180},
+                    "cryolo": LOG_DIAMETERS,
                 },
             },
         }
@@ -96,6 +103,9 @@ class WorkerProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+Factory = Callable[..., WorkerProcess]  # the ``worker_factory`` fixture (conftest.py)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 1) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from pathlib import Path
 import mrcfile
 import pytest
 from workerproc import (
+    LOG_DIAMETERS,
+    NEEDS_RELION,
     PARAMS,
     as_user_prefix,
     manifest_keys,
@@ -39,16 +40,12 @@ from emotf.runner import live_snakemake
 from emotf.sim import SimParams
 from emotf.sim.session import SessionSimulator
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("relion_run_motioncorr") is None, reason="RELION missing"),
-]
-LOG_DIAMETERS = {"cryolo": {"diameter_min": 120, "diameter_max": 180}}
+pytestmark = [pytest.mark.slow, NEEDS_RELION]
 
 
 def emotf_run(raw: Path, out: Path, *options: str, log: Path) -> subprocess.Popen[bytes]:
     config = out.parent / f"{out.name}.yaml"
-    config.write_text(json.dumps(LOG_DIAMETERS))
+    config.write_text(json.dumps({"cryolo": LOG_DIAMETERS}))
     argv = [sys.executable, "-m", "emotf", "-v", "run", str(raw), "--out", str(out),
             "--config", str(config), *options]  # fmt: skip
     with open(log, "ab") as handle:

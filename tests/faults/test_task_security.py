@@ -9,17 +9,15 @@ from __future__ import annotations
 import ast
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import EmhubServer
-from workerproc import WORKER, WorkerProcess, last_event, otf_task_of, wait_for
+from workerproc import WORKER, Factory, last_event, otf_task_of, wait_for
 
 pytestmark = pytest.mark.slow
 PACKAGE = Path(__file__).resolve().parents[2] / "emotf"
-Factory = Callable[..., WorkerProcess]
 
 
 def assert_one_error(server: EmhubServer, task_id: str, label: str, pattern: str = "") -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import time
@@ -21,8 +20,9 @@ import psutil
 import pytest
 from harness import EmhubServer
 from workerproc import (
+    NEEDS_RELION,
     WORKER,
-    WorkerProcess,
+    Factory,
     as_user_prefix,
     last_event,
     manifest_keys,
@@ -35,11 +35,7 @@ from workerproc import (
 
 from emotf.runner import live_snakemake
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("relion_run_motioncorr") is None, reason="RELION missing"),
-]
-Factory = Callable[..., WorkerProcess]
+pytestmark = [pytest.mark.slow, NEEDS_RELION]
 
 
 def count(folder: Path, pattern: str = "b*.json") -> int:
