@@ -132,9 +132,8 @@ def main() -> int:
         action="append",
         default=None,
         metavar="KEY=VALUE",
-        help="Snakemake profile keys for the (setup) processing run only; default "
-        "force-use-threads=true (run: jobs as threads, not one spawned snakemake each), "
-        "'none' for the folder's profile as shipped. The no-op runs use the shipped profile.",
+        help="extra Snakemake profile keys for the (setup) processing run only; default: "
+        "the folder's profile as shipped. The no-op runs always use the shipped profile.",
     )
     p.add_argument("--probe", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -159,8 +158,7 @@ def main() -> int:
             "recorded": {"folder": str(recording)},
         }
         cfg_file = C.write_yaml(root / "scale.yaml", cfg)
-        setup = args.processing_profile or ["force-use-threads=true"]
-        setup = [] if setup == ["none"] else setup
+        setup = args.processing_profile or []
         C.seed_profile(out, setup)
         print(f"processing with emotf run --once (recorded backends, {setup}) ...", flush=True)
         run = C.measure(C.emotf_run_argv(session, out, cfg_file, "--once", "--poll",
