@@ -37,15 +37,10 @@ def ledger(out_dir: Path, reader: ProgressReader | None = None) -> list[LedgerRo
     owner = reader.owners()
     held: dict[str, int] = {}
     for batch in list_batches(out_dir):
-        for movie in (reader.read(Path(out_dir) / "batches" / f"{batch}.json") or {}).get(
-            "movies", []
-        ):
-            held[movie["key"]] = held.get(movie["key"], 0) + 1
+        for key in reader.batch_keys(batch):
+            held[key] = held.get(key, 0) + 1
     for batch in list_batches(out_dir):
-        manifest = reader.read(Path(out_dir) / "batches" / f"{batch}.json")
-        if manifest is None:
-            continue
-        result = reader.read(Path(out_dir) / "Results" / f"{batch}.json")
+        result = reader.summary(batch)
         if result is not None:
             for m in (m for m in result["movies"] if owner.get(m["key"]) == batch):
                 times = {k: float(v) for k, v in (m.get("times") or {}).items() if v}
@@ -59,6 +54,9 @@ def ledger(out_dir: Path, reader: ProgressReader | None = None) -> list[LedgerRo
                         m.get("failed_step", ""),
                     )
                 )
+            continue
+        manifest = reader.read(Path(out_dir) / "batches" / f"{batch}.json")
+        if manifest is None:
             continue
         steps = {
             name: reader.read(Path(out_dir) / folder / batch / fname)

@@ -174,7 +174,7 @@ class OtfSession:
         failed_extra = self._failed_batch_movies()
         data = counts.as_dict()
         data["failed"] += failed_extra
-        accepted, rejected = curate(self.progress.results(), self.config.get("curation", {}))
+        accepted, rejected = curate(self.progress.summaries(), self.config.get("curation", {}))
         data["accepted"], data["rejected"] = len(accepted), len(rejected)
         return Status(
             state=state,

@@ -29,7 +29,7 @@ from .progress import ProgressReader
 def failed_entries(folder: Path) -> tuple[list[MovieEntry], list[Path]]:
     reader = ProgressReader(folder)
     owner = reader.owners()
-    failed = {r["key"] for r in reader.results() if r["state"] == "failed"}
+    failed = {r["key"] for r in reader.summaries() if r["state"] == "failed"}
     markers = (
         sorted((folder / FAILED_DIR).glob("b*.json")) if (folder / FAILED_DIR).is_dir() else []
     )

@@ -24,7 +24,7 @@ def render(folder: Path) -> str:
     config = read_config(folder / "config.yaml")
     reader = ProgressReader(folder)
     rows = ledger(folder, reader)
-    records = reader.results()
+    records = reader.summaries()
     counts = reader.counts()
     total = len(rows)
     lines = [f"emotf status: {folder}  ({total} movies in {counts.batches} batches, "

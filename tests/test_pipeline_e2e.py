@@ -70,6 +70,15 @@ def test_every_movie_accounted_for(processed: tuple[Path, Path, Status]) -> None
     for record in records:
         if record["state"] == "done":
             assert set(record["times"]) == {"import", "motioncor", "ctffind", "picking"}
+    # the worker's view: every finished batch has its summary, the same records, slimmed
+    assert sorted(p.name for p in (out / "Summary").glob("b*.json")) == sorted(
+        p.name for p in (out / "Results").glob("b*.json")
+    )
+    slim = {r["key"]: r for r in ProgressReader(out).summaries()}
+    assert slim.keys() == {r["key"] for r in records}
+    for record in records:
+        assert slim[record["key"]].items() <= record.items()
+        assert "shifts" not in slim[record["key"]]
 
 
 def test_accuracy_against_ground_truth(processed: tuple[Path, Path, Status]) -> None:
@@ -115,12 +124,15 @@ def test_manual_rerun_with_plain_snakemake(processed: tuple[Path, Path, Status])
     assert "Nothing to be done" in dry.stdout + dry.stderr
     batch = json.loads((out / "Results" / "b000001.json").read_text())
     (out / "Results" / "b000001.json").unlink()
+    (out / "Summary" / "b000001.json").unlink()
     (out / "CtfFind" / "b000001" / "ctffind.json").unlink()
     rerun = snakemake(out)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     again = json.loads((out / "Results" / "b000001.json").read_text())
     assert [m["key"] for m in again["movies"]] == [m["key"] for m in batch["movies"]]
     assert [m["state"] for m in again["movies"]] == [m["state"] for m in batch["movies"]]
+    summary = json.loads((out / "Summary" / "b000001.json").read_text())
+    assert [m["key"] for m in summary["movies"]] == [m["key"] for m in batch["movies"]]
 
 
 def test_workflow_lint_has_no_errors(processed: tuple[Path, Path, Status]) -> None:

@@ -78,7 +78,10 @@ def test_merge_and_counts(tmp_path: Path) -> None:
         batch="b000001",
         config={},
         inputs={"manifest": tmp_path / "batches" / "b000001.json", **paths},
-        outputs={"json": tmp_path / "Results" / "b000001.json"},
+        outputs={
+            "json": tmp_path / "Results" / "b000001.json",
+            "summary": tmp_path / "Summary" / "b000001.json",
+        },
     )
     merged = results.run(ctx)
     states = {
@@ -109,3 +112,98 @@ def test_merge_and_counts(tmp_path: Path) -> None:
         "motioncor: bad frames": 1,
         "picking: no picking result": 1,
     }
+
+
+def finished_batch(out: Path, batch_number: int, movies: list[dict]) -> None:
+    """A finished batch as ``batch_results`` leaves it: manifest, full results, summary."""
+    write_manifest(out, [entry(m["key"]) for m in movies], batch_number)
+    batch = f"b{batch_number:06d}"
+    result = {"batch": batch, "finished": 9.0, "movies": movies}
+    atomic_write_json(out / "Results" / f"{batch}.json", result)
+    (out / "Summary").mkdir(exist_ok=True)
+    (out / "Summary" / f"{batch}.json").write_text(results.summary_text(result))
+
+
+def full_record(key: str, state: str = "done", **extra: object) -> dict:
+    record = {
+        "key": key,
+        "state": state,
+        "found": 5.0,
+        "times": {"import": 6.0},
+        "movie": f"Movies/{key}",
+        "micrograph": f"MotionCorr/b000001/{key}.mrc",
+        "shifts": [[0.0, 0.0], [1.5, 0.5]] * 20,
+        "motion_total": 3.0,
+        "defocus_u": 15000.0,
+        "defocus_v": 14000.0,
+        "ctf_resolution": 4.0,
+        "particles": 12,
+    }
+    return {**record, **extra}
+
+
+def test_worker_reads_the_summary_not_the_full_results(tmp_path: Path) -> None:
+    movies = [
+        full_record("a"),
+        full_record("b", "failed", failed_step="ctffind", reason="no fit " + "x" * 900),
+    ]
+    finished_batch(tmp_path, 1, movies)
+    summary = (tmp_path / "Summary" / "b000001.json").read_text()
+    assert len(summary) < len((tmp_path / "Results" / "b000001.json").read_text()) / 3
+    slim = {m["key"]: m for m in ProgressReader(tmp_path).summaries()}
+    assert "shifts" not in slim["a"] and "micrograph" not in slim["a"]
+    assert slim["a"]["defocus_u"] == 15000.0 and slim["a"]["particles"] == 12
+    assert slim["b"]["reason"].startswith("no fit") and len(slim["b"]["reason"]) == 500
+
+    # the worker's scan never opens the full results (nor the finished batch's manifest)
+    (tmp_path / "Results" / "b000001.json").write_text("{not json")
+    (tmp_path / "batches" / "b000001.json").write_text("{not json")
+    reader = ProgressReader(tmp_path)
+    counts = reader.counts()
+    assert (counts.done, counts.failed, counts.particles) == (1, 1, 12)
+    assert counts.movies_batched == 2 and counts.batches_done == 1
+    assert counts.failures == {f"ctffind: {slim['b']['reason']}"[:200]: 1}
+    assert reader.owners() == {"a": "b000001", "b": "b000001"}
+    assert reader.results() == []  # the writers' full records: unreadable here
+
+
+def test_old_folders_without_summaries_fall_back_to_full_results(tmp_path: Path) -> None:
+    finished_batch(tmp_path, 1, [full_record("a"), full_record("b")])
+    finished_batch(tmp_path, 2, [full_record("b", particles=30)])  # retry-failed re-queued b
+    new = ProgressReader(tmp_path)
+    expected = (new.counts(), new.summaries())
+    import shutil
+
+    shutil.rmtree(tmp_path / "Summary")
+    old = ProgressReader(tmp_path)
+    assert (old.counts(), old.summaries()) == expected
+    assert old.counts().particles == 12 + 30 and old.counts().movies_batched == 2
+    full = {r["key"]: r for r in old.results()}
+    assert full["b"]["particles"] == 30 and "shifts" in full["a"]
+
+
+def test_workflow_copies_from_before_summaries_still_run(tmp_path: Path) -> None:
+    """A processing folder keeps its own workflow copy: its ``batch_results`` rule may
+    declare no summary output. The step then writes only the full results, and the worker
+    reads those."""
+    write_manifest(tmp_path, [entry("a")], 1)
+    ok = {"a": {"ok": True, "time": 3.0, "particles": 7}}
+    paths = {
+        step: step_file(tmp_path, folder, f"{name}.json", step, ok)
+        for step, folder, name in (
+            ("import", "Import", "import"),
+            ("motioncor", "MotionCorr", "motioncor"),
+            ("ctffind", "CtfFind", "ctffind"),
+            ("picking", "AutoPick", "picking"),
+        )
+    }
+    ctx = StepContext(
+        batch="b000001",
+        config={},
+        inputs={"manifest": tmp_path / "batches" / "b000001.json", **paths},
+        outputs={"json": tmp_path / "Results" / "b000001.json"},
+    )
+    results.run(ctx)
+    assert not (tmp_path / "Summary").exists()
+    counts = ProgressReader(tmp_path).counts()
+    assert (counts.done, counts.particles, counts.batches_done) == (1, 7, 1)

@@ -147,7 +147,7 @@ class OtfTask:
         otf = dict(extra.get("otf") or {})
         otf.update(path=str(out_dir), status=otf.get("status") or "created")
         emotf = {**task_event(status), "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
-        records = self.otf.progress.results()
+        records = self.otf.progress.summaries()
         emotf["stats"] = session_stats(records)
         emotf["figures"] = figures(ledger(self.otf.out_dir, self.otf.progress), records)
         return {"raw": raw, "otf": otf, "emotf": emotf}

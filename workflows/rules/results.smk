@@ -1,5 +1,5 @@
 rule batch_results:
-    """One record per movie of the batch (done or failed with its reason)."""
+    """One record per movie of the batch (done or failed with its reason), full and summary."""
     input:
         manifest="batches/{batch}.json",
         **{"import": "Import/{batch}/import.json"},
@@ -8,6 +8,7 @@ rule batch_results:
         picking="AutoPick/{batch}/picking.json",
     output:
         json="Results/{batch}.json",
+        summary="Summary/{batch}.json",
     log:
         "logs/results/{batch}.log",
     localrule: True
