@@ -11,7 +11,7 @@
 3. In the finished processing folder:
    * a full no-op ``snakemake`` (no target, the folder's default profile) and a no-op for one
      batch target as ``emotf run`` invokes it: wall time, peak RSS of the process tree;
-   * the worker's progress scan (``ProgressReader.counts()`` + ``results()``, and
+   * the worker's progress scan (``ProgressReader.counts()`` + ``summaries()``, and
      ``OtfSession.status()``), cold (new reader) and warm (same reader), in a fresh process
      that holds an ``OtfSession`` over the folder, and that process's RSS (the worker state);
    * the feeder's scan of the raw folder (``MovieScanner.scan`` over 20,000 known movies).
@@ -79,7 +79,7 @@ def probe(out: Path) -> int:
         reader = session.progress if label == "warm" else ProgressReader(out)
         t = time.perf_counter()
         counts = reader.counts()
-        records = reader.results()
+        records = reader.summaries()
         figures[f"scan_{label}_s"] = time.perf_counter() - t
         if label == "cold":
             session.progress = reader  # the worker's reader, now filled
@@ -101,10 +101,18 @@ def probe(out: Path) -> int:
     session.write_outputs(wait=True)  # session STARs + report (in a child process)
     figures["rss_worker"] = me.memory_info().rss / MB
     figures["maxrss_worker"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # side by side, after the RSS figures (the worker never holds the full records): what
+    # the cold scan parsed before batch summaries existed
+    t = time.perf_counter()
+    figures["full_records"] = len(ProgressReader(out).results())
+    figures["full_read_s"] = time.perf_counter() - t
     figures["done"] = counts.done
     figures["records"] = len(records)
     figures["movies_found"] = status.movies_found
     figures["pid"] = os.getpid()
+    for folder in ("Summary", "Results"):
+        size = sum(p.stat().st_size for p in (out / folder).glob("b*.json"))
+        figures[f"{folder.lower()}_mb"] = size / MB
     print(json.dumps(figures))
     return 0
 
@@ -198,8 +206,12 @@ def main() -> int:
     report.add("no-op snakemake (all), peak RSS tree", full.peak_tree_rss / MB, "MB", goal=500)
     report.add("no-op snakemake (1 batch target), wall", one.seconds, "s", goal=15)
     report.add("no-op snakemake (1 batch), peak RSS", one.peak_tree_rss / MB, "MB", goal=500)
-    report.add("progress scan cold (counts+results)", fig["scan_cold_s"], "s", goal=1)
-    report.add("progress scan warm (counts+results)", fig["scan_warm_s"], "s", goal=1)
+    report.add("progress scan cold (counts+summaries)", fig["scan_cold_s"], "s", goal=1,
+               note=f"{fig['summary_mb']:.1f} MB of Summary/")  # fmt: skip
+    report.add("progress scan warm (counts+summaries)", fig["scan_warm_s"], "s", goal=1)
+    report.add("read of all full records (Results/, the writers' view)", fig["full_read_s"],
+               "s", note=f"{fig['results_mb']:.1f} MB of Results/; the cold scan read these "
+               "before batch summaries")  # fmt: skip
     report.add("OtfSession.status() warm", fig["status_warm_s"], "s", goal=1)
     report.add("worker event statistics (stats + ledger)", fig["event_stats_s"], "s")
     report.add("feeder raw-folder scan (MovieScanner)", fig["feeder_scan_s"], "s")
