@@ -92,8 +92,11 @@ class StopTask:
 
 
 class OtfTask:
-    def __init__(self, worker: Worker, task: Task, report: Reporter, session_id: int) -> None:
-        self.worker, self.task, self.report = worker, task, report
+    """A session's OTF processing. Its progress goes through its own :class:`Outbox`, not
+    the worker's per-event reporter."""
+
+    def __init__(self, worker: Worker, task: Task, session_id: int) -> None:
+        self.worker, self.task = worker, task
         self.session_id = session_id
         self.settings: dict[str, Any] = dict(worker.settings.get("otf", {}))
         self._stop = threading.Event()
@@ -196,4 +199,4 @@ def session_handler(worker: Worker, task: Task, report: Reporter) -> OtfTask | S
     session_id = session_id_of(task)
     if action == "stop" or task.args.get("stop"):
         return StopTask(worker, task, session_id)
-    return OtfTask(worker, task, report, session_id)
+    return OtfTask(worker, task, session_id)
