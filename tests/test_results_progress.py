@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from emotf.batches import MovieEntry, write_manifest
@@ -172,8 +173,6 @@ def test_old_folders_without_summaries_fall_back_to_full_results(tmp_path: Path)
     finished_batch(tmp_path, 2, [full_record("b", particles=30)])  # retry-failed re-queued b
     new = ProgressReader(tmp_path)
     expected = (new.counts(), new.summaries())
-    import shutil
-
     shutil.rmtree(tmp_path / "Summary")
     old = ProgressReader(tmp_path)
     assert (old.counts(), old.summaries()) == expected
