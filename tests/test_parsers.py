@@ -13,7 +13,7 @@ from emotf.records import MotionResult, ParseError, Pick
 
 FIX = Path(__file__).parent / "fixtures"
 MC = FIX / "motioncor"
-SHIFTS_4 = [(0.0, 0.0), (-1.204, 0.8812), (-2.1033, 1.552), (-2.7541, 2.012)]
+SHIFTS_4 = [(0.0, 0.0), (-1.204, 0.881), (-2.103, 1.552), (-2.754, 2.012)]
 
 
 def close(a: list[tuple[float, float]], b: list[tuple[float, float]], tol: float = 1e-3) -> bool:
@@ -31,10 +31,10 @@ def test_motioncor2_stdout_old_and_new_formats() -> None:
 
 def test_motioncor_logfile_prefix_and_logdir_naming() -> None:
     old = motioncor.find_motion_result(MC, "FoilHole_1_")  # <=1.5: <prefix>0-Patch-Full.log
-    assert close(old.shifts, SHIFTS_4)
+    assert close(old.shifts, SHIFTS_4, tol=0.005)  # logs print %8.2f
     assert old.local[1] == (2, 512.0, 512.0, -1.15, 0.9) and len(old.local) == 4
     new = motioncor.find_motion_result(MC, "movie-000001")  # >=1.6: <stem>-Full.log
-    assert close(new.shifts, [(0, 0), (-0.512, 1.003), (-0.9, 1.8)])
+    assert close(new.shifts, [(0, 0), (-0.51, 1.0), (-0.9, 1.8)])
     with pytest.raises(ParseError, match="no MotionCor log"):
         motioncor.find_motion_result(MC, "movie-999999")
 
@@ -43,7 +43,7 @@ def test_motioncor3_aln_global_and_local() -> None:
     result = motioncor.find_motion_result(MC, "movie-000002")
     assert close(result.shifts, [(0, 0), (-0.512, 1.003), (-0.9, 1.8)])
     assert result.local[1] == (2, 1024.0, 2048.0, -0.4, 0.95)
-    assert len(result.local) == 4
+    assert len(result.local) == 6  # 2 patches x 3 frames
 
 
 def test_motioncor_sentinel_values_are_rejected() -> None:

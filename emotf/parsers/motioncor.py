@@ -3,15 +3,18 @@
 Sources understood (all in pixels of the input movie, one ``(x, y)`` per frame):
 
 * ``-LogFile <prefix>`` files of MotionCor2 ≤ 1.5: ``<prefix>0-Full.log`` (global only) or
-  ``<prefix>0-Patch-Full.log`` (patch run), ``#`` header lines then rows ``frame x y``;
-  ``<prefix>0-Patch-Patch.log`` rows ``frame cx cy dx dy fitx fity``.
+  ``<prefix>0-Patch-Full.log`` (patch run): ``#`` header lines then rows ``frame x y``
+  (``%4d  %8.2f  %8.2f``); ``<prefix>0-Patch-Patch.log``: ``#Patch 001 ...`` headers, rows
+  ``frame cx cy dx dy bad`` (first 5 columns kept).
 * ``-LogDir <dir>`` files of MotionCor2 ≥ 1.6 and MotionCor3: the same files named
   ``<stem>-Full.log``, ``<stem>-Patch-Full.log``, ``<stem>-Patch-Patch.log``.
 * MotionCor3 ``-OutAln`` ``<stem>.aln``: ``globalShift`` rows ``frame x y`` with **0-based**
-  frames, then ``localShift`` rows ``frame cx cy dx dy`` under each ``patchID``.
-* stdout: after ``Full-frame alignment shift`` either ``...... Frame (  1) shift:  x  y``
-  lines (MotionCor2 1.4/1.5, MotionCor3) or the 1.6 table whose header contains
-  ``x Shift``, which ends at a blank line or ``Global shifts are corrected``.
+  frames, then ``localShift`` rows ``frame cx cy dx dy`` under each ``patchID:``.
+* stdout (no version banner in any version): after the line ``Full-frame alignment shift``,
+  ``...... Frame (  1) shift:  x  y`` lines (MotionCor2 ≤ 1.5, MotionCor3); or, in
+  MotionCor2 1.6.x, after a line that is exactly ``Full-frame alignment``, the header
+  ``Frame   x Shift   y Shift`` and rows ``frame x y``. A section ends at a blank line.
+  ``Full-frame alignment has been started.`` (printed earlier) starts no section.
 
 Sign convention. MotionCor reports, for every frame, the shift it *applies* to bring that
 frame onto the reference frame (``-FmRef 0`` = frame 1 → frame 1 is ``(0, 0)``). RELION's
@@ -44,6 +47,8 @@ MOVIE_EXTS = ("", ".tiff", ".tif", ".mrc", ".eer")
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf"
 _FRAME_LINE = re.compile(rf"Frame\s*\(\s*(\d+)\s*\)\s*shift:\s*({_NUM})\s+({_NUM})", re.I)
 _TABLE_ROW = re.compile(rf"^\s*(\d+)\s+({_NUM})\s+({_NUM})\s*$", re.I)
+_TABLE_HEADER = re.compile(r"^\s*Frame\s+x\s+Shift\s+y\s+Shift\s*$", re.I)
+NO_SECTION = "no 'Full-frame alignment' shift table"
 
 
 def _read(path: Path) -> str:
@@ -137,37 +142,40 @@ def parse_aln(path: Path, n_frames: int | None = None) -> MotionResult:
     return result
 
 
-def _stdout_sections(text: str) -> list[list[tuple[int, float, float]]]:
-    sections: list[list[tuple[int, float, float]]] = []
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if "Full-frame alignment shift" not in line:
+def _section_start(line: str) -> bool:
+    """``Full-frame alignment shift`` (≤ 1.5, MC3) or exactly ``Full-frame alignment`` (1.6)."""
+    text = line.strip()
+    return text == "Full-frame alignment" or text.startswith("Full-frame alignment shift")
+
+
+def _section_rows(lines: list[str]) -> list[tuple[int, float, float]]:
+    rows: list[tuple[int, float, float]] = []
+    table = False
+    for row in lines:
+        match = _FRAME_LINE.search(row)
+        if match:  # MotionCor2 ≤ 1.5, MotionCor3
+            rows.append((int(match.group(1)), float(match.group(2)), float(match.group(3))))
             continue
-        rows: list[tuple[int, float, float]] = []
-        table = False
-        for row in lines[i + 1 :]:
-            match = _FRAME_LINE.search(row)
-            if match:  # 1.4 / 1.5 / MotionCor3
-                rows.append((int(match.group(1)), float(match.group(2)), float(match.group(3))))
-                continue
-            if "x shift" in row.lower():  # 1.6 table header
-                table = True
-                continue
-            if table and (match := _TABLE_ROW.match(row)):
-                rows.append((int(match.group(1)), float(match.group(2)), float(match.group(3))))
-                continue
-            if not row.strip() and not rows:
-                continue  # blank lines before the first row
-            break  # blank line, "Global shifts are corrected", anything else
-        sections.append(rows)
-    return sections
+        if not rows and _TABLE_HEADER.match(row):  # MotionCor2 1.6.x table header
+            table = True
+            continue
+        if table and (match := _TABLE_ROW.match(row)):
+            rows.append((int(match.group(1)), float(match.group(2)), float(match.group(3))))
+            continue
+        break  # blank line, "Global shifts are corrected", anything else
+    return rows
+
+
+def _stdout_sections(text: str) -> list[list[tuple[int, float, float]]]:
+    lines = text.splitlines()
+    return [_section_rows(lines[i + 1 :]) for i, ln in enumerate(lines) if _section_start(ln)]
 
 
 def parse_stdout_all(text: str, source: str = "stdout") -> list[MotionResult]:
-    """Every ``Full-frame alignment shift`` section (a batch run prints one per movie)."""
+    """Every full-frame shift section (a batch run prints one per movie)."""
     sections = _stdout_sections(text)
     if not sections:
-        raise ParseError(f"{source}: no 'Full-frame alignment shift' section")
+        raise ParseError(f"{source}: {NO_SECTION}")
     return [
         _validate([r[0] for r in rows], [(r[1], r[2]) for r in rows], source, None)
         for rows in sections
@@ -175,16 +183,20 @@ def parse_stdout_all(text: str, source: str = "stdout") -> list[MotionResult]:
 
 
 def parse_stdout(text: str, source: str = "stdout", n_frames: int | None = None) -> MotionResult:
-    """Shifts of the first ``Full-frame alignment shift`` section of MotionCor's stdout."""
+    """Shifts of the first full-frame shift section of MotionCor's stdout."""
     sections = _stdout_sections(text)
     if not sections:
-        raise ParseError(f"{source}: no 'Full-frame alignment shift' section")
+        raise ParseError(f"{source}: {NO_SECTION}")
     rows = sections[0]
     return _validate([r[0] for r in rows], [(r[1], r[2]) for r in rows], source, n_frames)
 
 
 def detect_version(text: str) -> str | None:
-    """``1.6.4`` from a ``MotionCor2 version 1.6.4`` / ``MotionCor3 ...`` banner, if any."""
+    """``1.2.1`` from ``MotionCor3 --version`` output (``MotionCor3 version 1.2.1``), if any.
+
+    A processing run's stdout carries no version banner in any MotionCor2/3 version, so
+    ``None`` is the normal answer for a run log; the version comes from the configuration.
+    """
     match = re.search(r"MotionCor[23]?\s+(?:version\s+)?v?(\d+(?:\.\d+)+)", text, re.I)
     return match.group(1) if match else None
 
