@@ -14,12 +14,19 @@ otf:
   idle_timeout: 1800                  # end a session after this long without new movies
   report_interval: 30                 # seconds between task events when nothing changes
   max_runs: 2                         # concurrent Snakemake runs per session (disjoint batches)
+  rule_dirs: [/opt/facility/rules]    # facility-wide rule folders
+  trusted_groups: [cryoem-staff]      # groups whose write access to folders is trusted
   config: {batches: {size: 16}}       # config.yaml values for every session
   microscopes:                        # per EMhub resource name
     Krios01: {profile: slurm, config: {acquisition: {cs: 2.7}}}
 commands:                             # the only "command" tasks this worker runs (no shell)
   disk_usage: [df, -h, /data]
+command_timeout: 300
 ```
+
+The file is checked against :data:`emotf.emhub.worker_schema.SCHEMA` before anything is read
+from it: an unknown key or a wrong type is a ConfigError naming the key (the worker exits with
+code 2). Without ``raw_roots`` and ``otf_roots`` every session task is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError
+from .worker_schema import validate_worker_settings
 
 ENV_KEYS = {"url": "EMHUB_SERVER_URL", "user": "EMHUB_USER", "password": "EMHUB_PASSWORD"}
 
@@ -45,6 +53,7 @@ def load_settings(path: Path | None) -> dict[str, Any]:
             raise ConfigError(f"cannot read worker configuration {path}: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"worker configuration {path} is not a mapping")
+    validate_worker_settings(data, f"worker configuration {path}")  # before any key is read
     emhub = dict(data.get("emhub") or {})
     for key, env in ENV_KEYS.items():
         if os.environ.get(env):
@@ -61,5 +70,5 @@ def load_settings(path: Path | None) -> dict[str, Any]:
         if not emhub.get(key):
             raise ConfigError(f"EMhub {key} not configured (set {ENV_KEYS[key]} or emhub.{key})")
     data["emhub"] = emhub
-    data.setdefault("otf", {})
+    data["otf"] = data.get("otf") or {}
     return data
