@@ -8,6 +8,7 @@ downstream (STAR writers, statistics, EMhub reporting) never needs to know which
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,26 +30,49 @@ class MotionResult:
     shifts: list[tuple[float, float]]
     local: list[tuple[int, float, float, float, float]] = field(default_factory=list)
 
+    def accumulated_motion_px(
+        self, dose_per_frame: float, pre_exposure: float = 0.0
+    ) -> tuple[float, float, float]:
+        """(total, early, late) in pixels of the shifts, exactly as RELION writes them."""
+        return relion_accum_motion_px(self.shifts, dose_per_frame, pre_exposure)
+
     def accumulated_motion(
         self, pixel_size: float, dose_per_frame: float, pre_exposure: float = 0.0
     ) -> tuple[float, float, float]:
-        """Return RELION's (total, early, late) accumulated motion in Å.
+        """(total, early, late) in Å: RELION's pixel sums × ``pixel_size`` (our statistics).
 
-        Per-frame displacement ``d_i = |s_i - s_{i-1}|``; frames whose accumulated dose is at
-        most 4 e/Å² count as early, the rest as late.
+        ``pixel_size`` must be the size of the pixels the shifts are in (the movie's frames).
         """
-        total = early = late = 0.0
-        for i in range(1, len(self.shifts)):
-            dx = self.shifts[i][0] - self.shifts[i - 1][0]
-            dy = self.shifts[i][1] - self.shifts[i - 1][1]
-            step = math.hypot(dx, dy) * pixel_size
-            total += step
-            dose = pre_exposure + dose_per_frame * i
-            if dose <= EARLY_DOSE_CUTOFF:
-                early += step
-            else:
-                late += step
-        return total, early, late
+        total, early, late = self.accumulated_motion_px(dose_per_frame, pre_exposure)
+        return total * pixel_size, early * pixel_size, late * pixel_size
+
+
+def relion_accum_motion_px(
+    shifts: Sequence[tuple[float, float]],
+    dose_per_frame: float,
+    pre_exposure: float = 0.0,
+    cutoff: float = EARLY_DOSE_CUTOFF,
+) -> tuple[float, float, float]:
+    """RELION's ``rlnAccumMotionTotal/Early/Late``: sums of per-frame shift steps in PIXELS.
+
+    As ``relion_run_motioncorr`` computes them (``motioncorr_runner.cpp``, no pixel-size
+    factor despite the docs saying Å): the step from frame f-1 to frame f (1-based, f ≥ 2)
+    is ``|s_f - s_{f-1}|``; it is early when ``f <= (cutoff - pre_exposure) /
+    dose_per_frame``, i.e. ``pre_exposure + f * dose_per_frame <= cutoff`` (4 e/Å²).
+    """
+    if dose_per_frame <= 0:
+        raise ValueError(f"dose per frame must be > 0, got {dose_per_frame}")
+    cutoff_frame = (cutoff - pre_exposure) / dose_per_frame
+    total = early = late = 0.0
+    for f in range(2, len(shifts) + 1):
+        (x0, y0), (x1, y1) = shifts[f - 2], shifts[f - 1]
+        step = math.sqrt((x1 - x0) ** 2 + (y1 - y0) ** 2)
+        total += step
+        if f <= cutoff_frame:
+            early += step
+        else:
+            late += step
+    return total, early, late
 
 
 @dataclass
@@ -77,10 +101,17 @@ class CtfResult:
         return data
 
 
+NO_FOM = -999.0  # RELION coordinate STAR: rlnAutopickFigureOfMerit of a pick without a score
+
+
 @dataclass
 class Pick:
-    """One particle centre in micrograph pixels (MRC row convention), with a score."""
+    """One particle centre in micrograph pixels (MRC row convention), with a score.
+
+    ``score`` is ``None`` for a pick without one (RELION's ``-999`` figure of merit, crYOLO's
+    ``<NA>`` confidence, EMAN box files).
+    """
 
     x: float
     y: float
-    score: float = 0.0
+    score: float | None = None

@@ -186,4 +186,5 @@ def test_accumulated_motion_from_parsed_log() -> None:
     step1 = (0.05**2 + 0.33**2) ** 0.5
     step2 = ((0.09 - 0.05) ** 2 + (0.61 - 0.33) ** 2) ** 0.5
     assert total == pytest.approx(step1 + step2)
-    assert early == pytest.approx(step1 + step2) and late == 0.0  # doses 2, 4 ≤ 4 e/Å²
+    # RELION: the step into frame f is early when f * dose <= 4: frame 2 (4 e/Å²) yes, 3 no
+    assert early == pytest.approx(step1) and late == pytest.approx(step2)

@@ -8,7 +8,7 @@ import pytest
 import starfile
 
 from emotf.parsers import motioncor, relion
-from emotf.records import MotionResult, ParseError, Pick
+from emotf.records import MotionResult, ParseError, Pick, relion_accum_motion_px
 
 FIX = Path(__file__).parent / "fixtures"
 REL = FIX / "relion"
@@ -104,3 +104,37 @@ def test_motion_result_written_then_accumulated(tmp_path: Path) -> None:
     relion.write_motion_star(out, MotionResult([(0.0, 0.0), (3.0, 4.0)]), {"rlnVoltage": 300.0})
     result, _ = relion.read_motion_star(out)
     assert result.accumulated_motion(1.0, 1.0)[0] == pytest.approx(5.0)
+
+
+RUN = FIX / "relion" / "run_motioncorr_own"
+
+
+def test_accum_motion_is_relion_pixel_sums_by_hand() -> None:
+    """Real ``relion_run_motioncorr --use_own`` output (--angpix 0.8, --dose_per_frame 1.5,
+    --preexposure 1): its rlnAccumMotion* equal pixel sums (not × 0.8 Å) with step f early
+    when 1 + 1.5 f ≤ 4, i.e. only the step into frame 2."""
+    result, general = relion.read_motion_star(RUN / "Movies" / "mov1_fractions.star")
+    dose, pre = general["rlnMicrographDoseRate"], general["rlnMicrographPreExposure"]
+    assert (dose, pre, general["rlnMicrographOriginalPixelSize"]) == (1.5, 1.0, 0.8)
+    s = result.shifts
+    steps = [
+        ((s[f][0] - s[f - 1][0]) ** 2 + (s[f][1] - s[f - 1][1]) ** 2) ** 0.5 for f in range(1, 8)
+    ]
+    assert steps[0] == pytest.approx((0.54676**2 + 0.95617**2) ** 0.5)  # frame 1 -> 2
+    total, early, late = relion_accum_motion_px(s, dose, pre)
+    assert early == pytest.approx(steps[0]) and late == pytest.approx(sum(steps[1:]))
+    table = relion.read_star(RUN / "corrected_micrographs.star")["micrographs"]
+    row = table.iloc[0]
+    assert total == pytest.approx(row["rlnAccumMotionTotal"], abs=2e-6)
+    assert early == pytest.approx(row["rlnAccumMotionEarly"], abs=2e-6)
+    assert late == pytest.approx(row["rlnAccumMotionLate"], abs=2e-6)
+    assert result.accumulated_motion_px(dose, pre) == (total, early, late)
+    angstrom = result.accumulated_motion(0.8, dose, pre)  # our statistics: Å
+    assert angstrom == pytest.approx((total * 0.8, early * 0.8, late * 0.8))
+
+
+def test_accum_motion_boundary_frame_is_early() -> None:
+    shifts = [(0.0, 0.0), (1.0, 0.0), (1.0, 2.0), (1.0, 5.0)]
+    assert relion_accum_motion_px(shifts, 2.0) == (6.0, 1.0, 5.0)  # 2·2 = 4 ≤ 4: early
+    assert relion_accum_motion_px(shifts, 1.0) == (6.0, 6.0, 0.0)  # 4·1 = 4: all early
+    assert relion_accum_motion_px(shifts, 1.0, pre_exposure=2.5) == (6.0, 0.0, 6.0)

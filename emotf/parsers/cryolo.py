@@ -38,8 +38,10 @@ def _column(table: pd.DataFrame, name: str) -> list[float]:
 def read_cbox(path: Path, threshold: float | None = None) -> list[Pick]:
     """Box centres with confidence ≥ ``threshold`` (``None``: every box) of a CBOX file.
 
-    Rows without coordinates or confidence (``<NA>``/nan) are skipped; a missing ``_Width``
-    falls back to ``_EstWidth`` (same for height).
+    A box whose confidence is ``<NA>`` (box-manager files) has no score: it is kept, with
+    ``score=None``, when no threshold is set and dropped when one is (it cannot pass it).
+    Rows without coordinates or size are skipped; a missing ``_Width`` falls back to
+    ``_EstWidth`` (same for height).
     """
     path = Path(path)
     blocks = read_star(path)
@@ -58,22 +60,28 @@ def read_cbox(path: Path, threshold: float | None = None) -> list[Pick]:
     ews, ehs = _column(table, "EstWidth"), _column(table, "EstHeight")
     confs = _column(table, "Confidence")
     picks: list[Pick] = []
-    skipped = 0
+    skipped = unscored = 0
     for x, y, w, h, ew, eh, conf in zip(xs, ys, ws, hs, ews, ehs, confs, strict=True):
         w = w if math.isfinite(w) else ew
         h = h if math.isfinite(h) else (eh if math.isfinite(eh) else w)
-        if not all(math.isfinite(v) for v in (x, y, w, h, conf)):
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
             skipped += 1
             continue
-        if threshold is None or conf >= threshold:
-            picks.append(Pick(x + w / 2, y + h / 2, conf))
+        score = conf if math.isfinite(conf) else None
+        if threshold is not None and score is None:
+            unscored += 1
+        elif threshold is None or (score is not None and score >= threshold):
+            picks.append(Pick(x + w / 2, y + h / 2, score))
     if skipped:
-        log.warning("%s: %d box(es) without coordinates/size/confidence skipped", path, skipped)
+        log.warning("%s: %d box(es) without coordinates/size skipped", path, skipped)
+    if unscored:
+        log.info("%s: %d box(es) without a confidence dropped by threshold %s", path, unscored,
+                 threshold)  # fmt: skip
     return picks
 
 
 def read_cryolo_star(path: Path) -> list[Pick]:
-    """crYOLO ``STAR/<mic>.star`` (centres; score 0 unless a figure of merit is given)."""
+    """crYOLO ``STAR/<mic>.star`` (centres; no score unless a figure of merit is given)."""
     return read_coordinates_star(path)
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 import starfile
 
 from ..fsutil import atomic_write_star
-from ..records import MotionResult, ParseError, Pick
+from ..records import NO_FOM, MotionResult, ParseError, Pick
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +130,16 @@ def _coordinate_table(blocks: dict[str, Any]) -> pd.DataFrame | None:
     return tables[0] if tables else None
 
 
+def _score(fom: float) -> float | None:
+    return None if not math.isfinite(fom) or math.isclose(fom, NO_FOM) else fom
+
+
 def read_coordinates_star(path: Path) -> list[Pick]:
     """Particle centres from a RELION coordinate STAR (autopick, crYOLO STAR, emotf).
 
-    An empty file or an empty loop gives ``[]``; the score is ``rlnAutopickFigureOfMerit``
-    when present, else 0.
+    An empty file or an empty loop gives ``[]``; the score is ``rlnAutopickFigureOfMerit``;
+    ``None`` (no score) without that column, for RELION's ``-999`` (manual picks) or a
+    non-number.
     """
     path = Path(path)
     table = _coordinate_table(read_star(path))
@@ -144,19 +149,24 @@ def read_coordinates_star(path: Path) -> list[Pick]:
     ys = _numbers(table, "rlnCoordinateY", path)
     if "rlnAutopickFigureOfMerit" in table.columns:
         foms = pd.to_numeric(table["rlnAutopickFigureOfMerit"], errors="coerce").astype(float)
-        scores = [v if math.isfinite(v) else 0.0 for v in foms.tolist()]
+        scores: list[float | None] = [_score(v) for v in foms.tolist()]
     else:
-        scores = [0.0] * len(xs)
+        scores = [None] * len(xs)
     return [Pick(x, y, s) for x, y, s in zip(xs, ys, scores, strict=True)]
 
 
 def write_coordinates_star(path: Path, picks: list[Pick]) -> None:
-    """Coordinate STAR with the columns ``relion_autopick`` writes (class 0, psi −999)."""
+    """Coordinate STAR with the columns ``relion_autopick`` writes (class 0, psi −999).
+
+    A pick without a score gets RELION's ``-999`` figure of merit.
+    """
     table = pd.DataFrame(
         {
             "rlnCoordinateX": [float(p.x) for p in picks],
             "rlnCoordinateY": [float(p.y) for p in picks],
-            "rlnAutopickFigureOfMerit": [float(p.score) for p in picks],
+            "rlnAutopickFigureOfMerit": [
+                NO_FOM if p.score is None else float(p.score) for p in picks
+            ],
             "rlnClassNumber": [0] * len(picks),
             "rlnAnglePsi": [-999.0] * len(picks),
         }

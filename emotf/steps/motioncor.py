@@ -46,11 +46,17 @@ def resolve_gain(config: dict[str, Any]) -> Path | None:
 
 
 def motion_fields(result: MotionResult, row: Record, binning: float = 1.0) -> dict[str, Any]:
-    total, early, late = result.accumulated_motion(row["pixel_size"], row["dose_per_frame"])
+    """Per-movie motion: Å for our statistics, pixels (of the frames) as RELION writes them."""
+    pre = float(row.get("pre_exposure") or 0.0)
+    px = result.accumulated_motion_px(row["dose_per_frame"], pre)
+    total, early, late = (v * row["pixel_size"] for v in px)
     return {
         "motion_total": round(total, 4),
         "motion_early": round(early, 4),
         "motion_late": round(late, 4),
+        "accum_motion_total_px": round(px[0], 6),
+        "accum_motion_early_px": round(px[1], 6),
+        "accum_motion_late_px": round(px[2], 6),
         "shifts": [[round(x, 3), round(y, 3)] for x, y in result.shifts],
         "binning": binning,
     }
