@@ -1,14 +1,18 @@
-"""Local GPU allocation: concurrent jobs get distinct devices; a third one waits."""
+"""Local GPU allocation: concurrent jobs get distinct devices; a third one waits; the lock
+folder and files cannot be redirected by another local user. (No GPU is used: devices are
+given as names, the locks are real ``flock``s.)"""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import stat
 import time
 from pathlib import Path
 
 import pytest
 
-from emotf.gpu import GpuError, allocate
+from emotf.gpu import GpuError, allocate, default_lock_dir
 
 
 def hold(lock_dir: str, seconds: float, queue: mp.Queue) -> None:
@@ -48,3 +52,75 @@ def test_scheduler_devices_win_and_errors(tmp_path: Path, monkeypatch: pytest.Mo
                 pass
     with allocate(0, tmp_path) as none:
         assert none == []
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """A local user who plants ``gpu0.lock -> victim`` used to make the worker empty the
+    victim (the lock file was opened with ``a+`` and truncated)."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data\n")
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    (locks / "gpu0.lock").symlink_to(victim)
+    with pytest.raises(GpuError, match="gpu0.lock refused"):
+        with allocate(1, locks, devices=["0"]):
+            pass
+    assert victim.read_text() == "precious data\n"
+
+
+def test_a_symlinked_lock_folder_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(GpuError, match="lock folder .*link refused"):
+        with allocate(1, tmp_path / "link", devices=["0"]):
+            pass
+    assert list(real.iterdir()) == []
+
+
+def test_a_lock_folder_writable_by_others_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp/emotf-gpu-locks made by anyone
+    with pytest.raises(GpuError, match="writable by group or others"):
+        with allocate(1, shared, devices=["0"]):
+            pass
+    assert list(shared.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder to another user")
+def test_a_lock_folder_of_another_user_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(GpuError, match="owned by uid 65534"):
+        with allocate(1, theirs, devices=["0"]):
+            pass
+
+
+def test_the_lock_folder_is_made_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        with allocate(1, tmp_path / "new", devices=["0"]) as gpus:
+            assert gpus == ["0"]
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new" / "gpu0.lock").stat().st_mode) == 0o600
+
+
+def test_default_folder_is_per_user_and_emotf_gpus_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EMOTF_GPU_LOCK_DIR", raising=False)
+    assert default_lock_dir() == Path(f"/tmp/emotf-gpu-locks-{os.geteuid()}")
+    monkeypatch.setenv("EMOTF_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("EMOTF_GPUS", "2,3")
+    for var in ("SLURM_JOB_ID", "LSB_JOBID"):
+        monkeypatch.delenv(var, raising=False)
+    with allocate(2) as gpus:  # devices from EMOTF_GPUS, folder from EMOTF_GPU_LOCK_DIR
+        assert gpus == ["2", "3"]
+        with pytest.raises(GpuError, match="within"):
+            with allocate(1, timeout=0.1, poll=0.05):
+                pass
+    assert sorted(p.name for p in (tmp_path / "locks").iterdir()) == ["gpu2.lock", "gpu3.lock"]
