@@ -2,6 +2,8 @@
 
 * :class:`MovieScanner` finds movies matching the configured globs and reports each one once,
   when it is complete: unmodified for ``settle_seconds`` and the same size as at the last scan.
+  A movie that is a symlink, or whose real path leaves the session folder, is never batched:
+  it is logged once and kept in ``MovieScanner.refused`` (key -> reason).
 * :class:`Batcher` groups complete movies into manifests of ``size`` movies, or fewer when the
   oldest waiting movie has waited ``tail_seconds`` (or when flushing at the end).
 """
@@ -50,6 +52,7 @@ class MovieScanner:
         self, session_dir: Path, globs: list[str], settle_seconds: float, known: set[str]
     ) -> None:
         self.session_dir = Path(session_dir)
+        self._real_dir = Path(os.path.realpath(self.session_dir))
         self.globs = list(globs)
         self.settle = float(settle_seconds)
         self.known = set(known)  # keys already handed out (e.g. in existing manifests)
@@ -57,6 +60,8 @@ class MovieScanner:
         self.sizes: dict[str, int] = {}  # last size of every movie found (for EMhub raw stats)
         # folder listings reused while the folder's mtime is unchanged (and not recent)
         self._listings: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        # movies never batched, with the reason (symlinks; paths leaving the raw folder)
+        self.refused: dict[str, str] = {}
 
     def _listing(self, folder: Path, name_pattern: str, now: float) -> list[str]:
         """Names in ``folder`` matching ``name_pattern``; re-listed only when the folder
@@ -89,6 +94,34 @@ class MovieScanner:
                 )
         return [Path(p) for p in sorted(found)]
 
+    def _refusal(self, path: Path) -> str:
+        """Why ``path`` must not be processed ("" if it may): a movie that is a symlink, or
+        whose real path leaves the session's raw folder (a symlinked folder), could bring in
+        data from anywhere the worker can read."""
+        if path.is_symlink():
+            try:
+                target = os.readlink(path)[:200]
+            except OSError:
+                target = "?"
+            return f"is a symbolic link (to {target!r}); copy the movie instead"
+        real = Path(os.path.realpath(path))
+        if self._real_dir not in real.parents:
+            return f"its real path {os.fspath(real)[:200]!r} is outside the raw folder"
+        return ""
+
+    def _refuse(self, key: str, path: Path) -> bool:
+        """True (and a warning, once per movie) if the movie at ``path`` is refused."""
+        reason = self._refusal(path)
+        if not reason:
+            self.refused.pop(key, None)
+            return False
+        if self.refused.get(key) != reason:
+            log.warning("movie %s refused, not processed: %s", path, reason)
+            self.refused[key] = reason
+        self._seen.pop(key, None)
+        self.sizes.pop(key, None)
+        return True
+
     def total_seen(self) -> int:
         """Movies found so far, complete or not (including those handed out earlier)."""
         return len(self.known | set(self._seen))
@@ -102,8 +135,10 @@ class MovieScanner:
                 if key not in self.sizes:
                     self.sizes[key] = _size(path)
                 continue
+            if self._refuse(key, path):
+                continue
             try:
-                st = path.stat()  # follows symlinks; a dangling or looping link raises
+                st = path.stat()
                 size, mtime = st.st_size, st.st_mtime
             except OSError as exc:
                 # Unreadable entries still count: import records the reason as a failure.

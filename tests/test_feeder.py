@@ -135,3 +135,30 @@ def test_unchanged_folders_are_not_listed_again(
     assert [m.key for m in scanner.scan(time.time())] == [
         "Images-Disc1/GridSquare_1/Data/c_fractions.tiff"
     ]
+
+
+def test_symlinked_movies_are_refused_with_a_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A symlink in the raw folder to a file outside it (or a symlinked folder) is never
+    batched: its data must not reach the report or EMhub."""
+    raw, outside = tmp_path / "raw", tmp_path / "outside"
+    make_movie(raw, "real")
+    secret = make_movie(outside, "secret", size=7)
+    data = raw / "Images-Disc1" / "GridSquare_1" / "Data"
+    (data / "link_fractions.tiff").symlink_to(secret)
+    (raw / "Images-Disc2").symlink_to(outside / "Images-Disc1")  # a symlinked folder
+    scanner = MovieScanner(raw, GLOBS, settle_seconds=1, known=set())
+    with caplog.at_level("WARNING", logger="emotf.feeder"):
+        found = scanner.scan()
+        assert scanner.scan() == []
+    assert [m.key for m in found] == ["Images-Disc1/GridSquare_1/Data/real_fractions.tiff"]
+    link_key = "Images-Disc1/GridSquare_1/Data/link_fractions.tiff"
+    folder_key = "Images-Disc2/GridSquare_1/Data/secret_fractions.tiff"
+    assert sorted(scanner.refused) == [link_key, folder_key]
+    assert "symbolic link" in scanner.refused[link_key]
+    assert "outside the raw folder" in scanner.refused[folder_key]
+    assert set(scanner.sizes) == {found[0].key}  # no size of outside data goes to EMhub
+    assert scanner.total_seen() == 1 == len(scanner.known)  # a --once run still finishes
+    warnings = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(warnings) == 2  # once per movie, not at every scan
