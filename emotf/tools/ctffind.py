@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +61,23 @@ def _g(value: float) -> str:
     return f"{value:g}"
 
 
+def answer_path(path: Path, what: str) -> str:
+    """``path`` as one stdin answer; ValueError naming the file if it holds a control
+    character (a newline would make the rest of the name the answer to the next question)."""
+    text = str(path)
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise ValueError(
+            f"CTFFIND {what} {text[:200]!r} has a control character (e.g. a newline) in its "
+            "name, which CTFFIND would read as several answers; rename the file"
+        )
+    return text
+
+
 def stdin_answers(micrograph: Path, diagnostic: Path, p: CtffindParams, version: int) -> list[str]:
     """Answers for ``ctffind`` (``version`` 4) or ``ctffind5`` (5) on one micrograph."""
     answers = [
-        str(micrograph),
-        str(diagnostic),
+        answer_path(micrograph, "input"),
+        answer_path(diagnostic, "diagnostic output"),
         _g(p.pixel_size),
         _g(p.voltage),
         _g(p.cs),
