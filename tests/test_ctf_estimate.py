@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from emotf.ctf import CtfError, CtfSearch, estimate_ctf, run_on_file
-from emotf.ctf.model import Defocus, Optics
+from emotf.ctf.model import Optics
 from emotf.evaluate import angle_difference
 from emotf.parsers.ctffind import read_avrot, read_ctffind_txt
+from emotf.sim.optics import Aberrations
 from emotf.sim.physics import clean_image_ft
 
 OPTICS = Optics(300.0, 2.7, 0.07)
@@ -27,9 +28,9 @@ CASES = [  # (mean defocus Å, astigmatism Å, angle °, size px)
 
 def micrograph(mean: float, astig: float, angle: float, size: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    truth = Defocus(mean + astig / 2, mean - astig / 2, angle)
+    truth = Aberrations.astigmatic(mean, astig, angle, voltage_kv=300.0, cs_mm=2.7)
     phase = rng.normal(0.0, 0.07, (size, size))
-    image = np.fft.irfft2(clean_image_ft(phase, 1.0, truth, OPTICS, 80.0), s=(size, size))
+    image = np.fft.irfft2(clean_image_ft(phase, 1.0, truth, 80.0), s=(size, size))
     return rng.poisson(np.clip(image, 0, None) * 25.0).astype(np.float32)
 
 

@@ -4,8 +4,8 @@
   copies at random 3D orientations placed without overlap, atoms splatted bilinearly; the
   projected phase is scaled so its mean over a particle's footprint is ``particle_phase``.
 * Ice: white Gaussian phase noise (gives Thon rings over the whole field, as real ice does).
-* Image: ``I(k) = δ(k) + 2·CTF(k)·E(k)·Φ(k)`` with ``E = exp(-B k²/4)`` and the CTF of
-  ``emotf.ctf.model`` (protein dark in underfocus).
+* Image: ``I(k) = δ(k) + 2·CTF(k)·E(k)·Φ(k)`` with ``E = exp(-B k²/4)`` and the simulator's
+  own CTF (``emotf.sim.optics``, independent of the estimator; protein dark in underfocus).
 * Movie: frame ``i`` shows the image displaced by ``drift[i]`` (Fourier shift), with Poisson
   counts of mean ``dose_per_frame · pixel² · I · sensitivity``.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..ctf.model import Defocus, Optics, ctf, rfrequency_grid
+from .optics import Aberrations, frequencies, phase_contrast_transfer
 
 FloatArray = NDArray[np.float64]
 
@@ -122,11 +122,12 @@ def drift_trajectory(n_frames: int, rng: np.random.Generator, total: float = 15.
 
 
 def clean_image_ft(
-    phase: FloatArray, pixel_size: float, defocus: Defocus, optics: Optics, bfactor: float
+    phase: FloatArray, pixel_size: float, aberrations: Aberrations, bfactor: float
 ) -> NDArray[np.complex128]:
     """rfft2 of the noise-free intensity (mean 1) for the phase object ``phase``."""
-    k2, theta = rfrequency_grid(phase.shape, pixel_size)
-    transfer = 2.0 * ctf(k2, theta, defocus, optics) * np.exp(-0.25 * bfactor * k2)
+    kx, ky = frequencies(phase.shape, pixel_size)
+    k2 = kx * kx + ky * ky
+    transfer = 2.0 * phase_contrast_transfer(kx, ky, aberrations) * np.exp(-0.25 * bfactor * k2)
     spectrum = np.fft.rfft2(phase - phase.mean()) * transfer
     spectrum[0, 0] = phase.size  # δ(k): mean intensity 1
     return spectrum
