@@ -135,7 +135,8 @@ def test_ctffind_follow_up_questions() -> None:
 def test_ctffind_argv_env_outputs_and_checks() -> None:
     assert cf.ctffind_argv("ctffind5") == ["ctffind5"]
     assert cf.ctffind_argv("ctffind", True, 2) == ["ctffind", "--amplitude-spectrum-input",
-                                                   "--omp-num-threads", "2"]  # fmt: skip
+                                                   "-j", "2"]  # fmt: skip
+    assert cf.ctffind_argv("ctffind", threads=1) == ["ctffind"]  # -j only for > 1 thread
     env = cf.ctffind_env({"PATH": "/usr/bin", "LC_ALL": "de_DE.UTF-8"})
     assert env == {"PATH": "/usr/bin", "LC_ALL": "C"}
     assert cf.diagnostic_path(Path("CtfFind/mic")) == Path("CtfFind/mic.ctf")
@@ -148,6 +149,12 @@ def test_ctffind_argv_env_outputs_and_checks() -> None:
         cf.check_params(cf.CtffindParams(pixel_size=1, voltage=300, tilt=True), 5, True)
     with pytest.raises(ValueError, match="min_res"):
         cf.check_params(cf.CtffindParams(pixel_size=1, voltage=300, min_res=4), 4)
+    with pytest.raises(ValueError, match="phase shift"):
+        cf.check_params(cf.CtffindParams(1, 300, tilt=True, phase_shift=(0, 3, 0.1)), 5)
+    with pytest.raises(ValueError, match="at most 50"):
+        cf.check_params(cf.CtffindParams(pixel_size=1, voltage=300, min_res=60), 5)
+    with pytest.raises(ValueError, match="step"):
+        cf.check_params(cf.CtffindParams(pixel_size=1, voltage=300, step=0.5), 5)
 
 
 def test_cryolo_argv_exact() -> None:
@@ -193,4 +200,4 @@ def test_cryolo_config() -> None:
     with pytest.raises(ValueError):
         cy.config_json(0)
     assert cy.zero_pick_crash("Traceback\nIndexError: list index out of range\n")
-    assert cy.stop_file(Path("mics")) == Path("mics/stop.cryolo")
+    assert not cy.zero_pick_crash("Traceback\nKeyError: 'model'\n")

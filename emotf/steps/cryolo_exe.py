@@ -1,17 +1,24 @@
-"""crYOLO backend of the picking step: one ``cryolo_predict.py`` run per batch."""
+"""crYOLO backend of the picking step: one ``cryolo_predict.py`` run per batch.
+
+crYOLO can end with ``IndexError: list index out of range`` when it found nothing: the
+micrographs it wrote no pick file for are then done with zero particles, not failed.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
-from ..parsers.cryolo import find_cryolo_picks
+from ..parsers.cryolo import find_cryolo_outputs, find_cryolo_picks
 from ..parsers.relion import write_coordinates_star
-from ..records import ParseError
+from ..records import ParseError, Pick
 from ..tools import cryolo as cy
 from .base import Record, StepContext, StepError, StepOutput, error_tail, run_tool
 from .picking import coordinates_path, step_dir
+
+log = logging.getLogger(__name__)
 
 
 def run_cryolo(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> None:
@@ -34,12 +41,18 @@ def run_cryolo(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> No
                            mics, work / "out", float(c["threshold"]), ctx.threads,
                            "0" if ctx.gpus else None)  # fmt: skip
     proc = run_tool(argv, step_dir(ctx.batch) / "cryolo.log")
+    crashed_empty = proc.returncode != 0 and cy.zero_pick_crash(f"{proc.stdout}\n{proc.stderr}")
     for key, row in rows.items():
-        try:
-            picks = find_cryolo_picks(work / "out", stems[key], float(c["threshold"]))
-        except ParseError as exc:
-            out.fail(key, f"{exc}; {error_tail(proc)}")
-            continue
+        picks: list[Pick]
+        if crashed_empty and find_cryolo_outputs(work / "out", stems[key]) is None:
+            log.info("crYOLO found no particle in %s (its zero-pick IndexError)", key)
+            picks = []
+        else:
+            try:
+                picks = find_cryolo_picks(work / "out", stems[key], float(c["threshold"]))
+            except ParseError as exc:
+                out.fail(key, f"{exc}; {error_tail(proc)}")
+                continue
         coords = coordinates_path(ctx.batch, row["micrograph"])
         write_coordinates_star(coords, picks)
         out.succeed(key, coordinates=coords.as_posix(), particles=len(picks))

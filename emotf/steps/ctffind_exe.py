@@ -1,13 +1,16 @@
-"""CTFFIND4 / CTFFIND5 backend of the CTF step: one program run per micrograph."""
+"""CTFFIND4 / CTFFIND5 backend of the CTF step: one program run per micrograph.
+
+The parameters are checked first (:func:`emotf.tools.ctffind.check_params`): a configuration
+CTFFIND would reject stops the whole batch with one clear error instead of failing every
+micrograph with CTFFIND's scripted-mode exit.
+"""
 
 from __future__ import annotations
-
-import os
 
 from ..parsers.ctffind import parse_ctffind_stdout
 from ..records import ParseError
 from ..tools import ctffind as cf
-from .base import Record, StepContext, StepOutput, error_tail, run_tool
+from .base import Record, StepContext, StepError, StepOutput, error_tail, run_tool
 from .ctf import collect_ctffind, ctf_fields, optics_of, out_stem, search_params
 
 
@@ -34,15 +37,19 @@ def run_ctffind(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> N
     c = ctx.config["ctffind"]
     version = 5 if c["backend"] == "ctffind5" else 4
     exe = c.get("executable") or ("ctffind5" if version == 5 else "ctffind")
-    env = dict(os.environ, LC_ALL="C")
+    env = cf.ctffind_env()
+    argv = cf.ctffind_argv(exe, threads=ctx.threads)
     for key, row in rows.items():
         stem = out_stem(ctx.batch, row)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        diagnostic = stem.with_name(stem.name + ".ctf")
-        answers = cf.stdin_answers(row["micrograph_nodw"], diagnostic, _params(ctx, row), version)
-        proc = run_tool(
-            [exe], stem.parent / "ctffind.log", stdin="\n".join(answers) + "\n", env=env
-        )
+        diagnostic = cf.diagnostic_path(stem)
+        params = _params(ctx, row)
+        try:
+            cf.check_params(params, version)
+        except ValueError as exc:
+            raise StepError(f"ctffind configuration rejected: {exc}") from exc
+        answers = cf.stdin_answers(row["micrograph_nodw"], diagnostic, params, version)
+        proc = run_tool(argv, stem.parent / "ctffind.log", stdin=cf.stdin_text(answers), env=env)
         txt, _avrot = cf.outputs(diagnostic)
         if txt.is_file():
             collect_ctffind(out, key, stem)

@@ -2,8 +2,12 @@
 
 The batch's movies are linked as ``movie-000001<suffix>`` into a work folder; MotionCor runs
 once for the batch (≥ 1.6 / MC3) or once per movie (≤ 1.5). Outputs are renamed to RELION's
-convention (dose-weighted → ``X.mrc``, plain sum → ``X_noDW.mrc``) and a RELION motion STAR is
-written per micrograph, so later steps cannot tell which program ran.
+convention (dose-weighted → ``X.mrc``, plain sum → ``X_noDW.mrc``, :func:`rename_to_relion`)
+and a RELION motion STAR is written per micrograph, so later steps cannot tell which program ran.
+
+EER movies get ``-InEer`` with ``-FmIntFile`` (:func:`fmint_lines`): ``motioncor.eer_grouping``
+raw EER frames are summed into each rendered frame, so MotionCor's shifts and the dose per
+frame used for the motion statistics are per rendered frame.
 """
 
 from __future__ import annotations
@@ -21,7 +25,30 @@ from .motioncor import motion_fields, resolve_gain, step_dir
 SUFFIX = {"tiff": ".tiff", "mrc": ".mrc", "eer": ".eer"}
 
 
-def _params(ctx: StepContext, row: Record) -> mc.MotionCorParams:
+def _fmint_file(ctx: StepContext, row: Record, work: Path) -> Path | None:
+    """EER only: the ``-FmIntFile`` for the batch (MotionCor fits its one line to each movie's
+    own frame count), ``<raw frames> <group> <dose per raw frame>``."""
+    if row["format"] != "eer":
+        return None
+    group = int(ctx.config["motioncor"]["eer_grouping"])
+    lines = mc.fmint_lines(int(row["n_frames"]), group, float(row["dose_per_frame"]))
+    path = work / "fmint.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _frame_row(ctx: StepContext, row: Record) -> Record:
+    """``row`` with the frames MotionCor aligns and the dose of each: for EER, ``n // group``
+    rendered frames (MotionCor spreads the remainder over the last ones) of ``group`` raw
+    frames' dose; otherwise the movie's own (emotf passes ``-Throw 0 -Trunc 0``)."""
+    if row["format"] != "eer":
+        return row
+    group = int(ctx.config["motioncor"]["eer_grouping"])
+    return {**row, "dose_per_frame": float(row["dose_per_frame"]) * group,
+            "n_frames": int(row["n_frames"]) // group}  # fmt: skip
+
+
+def _params(ctx: StepContext, row: Record, fmint: Path | None) -> mc.MotionCorParams:
     c, acq = ctx.config["motioncor"], ctx.config["acquisition"]
     return mc.MotionCorParams(
         pixel_size=float(row["pixel_size"]),
@@ -36,44 +63,46 @@ def _params(ctx: StepContext, row: Record) -> mc.MotionCorParams:
         gain_flip=int(acq["gain_flip"]),
         gain_rot=int(acq["gain_rot"]),
         gpu="0",
+        fmint_file=fmint,
     )
 
 
 def _finish(ctx: StepContext, out: StepOutput, key: str, row: Record, work: Path, stem: str,
             log_dir: Path) -> None:  # fmt: skip
-    dw, plain = mc.outputs(work / "out", stem)
+    _dw, plain = mc.outputs(work / "out", stem)
     if not plain.is_file():
         out.fail(key, "MotionCor wrote no micrograph (see the motioncor log)")
         return
+    frames = _frame_row(ctx, row)
     try:
-        result = find_motion_result(log_dir, stem)
+        result = find_motion_result(log_dir, stem, int(frames["n_frames"]))
     except ParseError as exc:
         out.fail(key, f"MotionCor shifts unreadable: {exc}")
         return
     final = step_dir(ctx.batch) / Path(row["movie"]).with_suffix("")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    mic, nodw, star = (Path(f"{final}{s}") for s in (".mrc", "_noDW.mrc", ".star"))
-    os.replace(dw if dw.is_file() else plain, mic)
-    if plain.is_file():
-        os.replace(plain, nodw)
+    mic, nodw = mc.rename_to_relion(work / "out", stem, final)
+    star = Path(f"{final}.star")
     general = {
         "rlnImageSizeZ": len(result.shifts),
         "rlnMicrographMovieName": row["movie"],
         "rlnMicrographBinning": float(ctx.config["motioncor"]["bin_factor"]),
         "rlnMicrographOriginalPixelSize": float(row["pixel_size"]),
-        "rlnMicrographDoseRate": float(row["dose_per_frame"]),
+        "rlnMicrographDoseRate": float(frames["dose_per_frame"]),
         "rlnMicrographPreExposure": 0.0,
         "rlnVoltage": float(row["voltage"]),
         "rlnMicrographStartFrame": 1,
         "rlnMotionModelVersion": 0,
     }
+    if row["format"] == "eer":
+        general["rlnEERGrouping"] = int(ctx.config["motioncor"]["eer_grouping"])
+        general["rlnEERUpsampling"] = 1
     write_motion_star(star, result, general)
     out.succeed(
         key,
         micrograph=mic.as_posix(),
-        micrograph_nodw=(nodw if nodw.is_file() else mic).as_posix(),
+        micrograph_nodw=(nodw or mic).as_posix(),
         motion_star=star.as_posix(),
-        **motion_fields(result, row, float(ctx.config["motioncor"]["bin_factor"])),
+        **motion_fields(result, frames, float(ctx.config["motioncor"]["bin_factor"])),
     )
 
 
@@ -94,6 +123,7 @@ def run_motioncor(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) ->
             os.symlink(os.path.abspath(row["source"]), link)
         stems[key] = stem
     first = next(iter(rows.values()))
+    fmint = _fmint_file(ctx, first, work)
     if mc.uses_logdir(program, c["version"]):
         argv = mc.batch_argv(
             exe,
@@ -103,7 +133,7 @@ def run_motioncor(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) ->
             SUFFIX[first["format"]],
             work / "out",
             log_dir,
-            _params(ctx, first),
+            _params(ctx, first, fmint),
         )
         proc = run_tool(argv, log_path)
         for key, row in rows.items():
@@ -120,7 +150,7 @@ def run_motioncor(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) ->
             movie,
             work / "out" / f"{stem}.mrc",
             log_dir / stem,
-            _params(ctx, row),
+            _params(ctx, row, fmint),
         )
         proc = run_tool(argv, log_path)
         _finish(ctx, out, key, row, work, stem, log_dir)

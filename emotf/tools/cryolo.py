@@ -2,7 +2,8 @@
 
 ``cryolo_predict.py -c config.json -w model.h5 -i mics/ -o out/ -t 0.3 -nc N [-g 0 1]
 [--otf] [--distance d] [--minsize a --maxsize b] [--prediction_batch_size k]
-[--norm_margin m] [--monitor] [--cleanup]``; outputs in ``out/`` ``CBOX/ STAR/ EMAN/ DISTR/``.
+[--norm_margin m] [--cleanup]``; outputs in ``out/`` ``CBOX/ STAR/ EMAN/ DISTR/``.
+emotf runs one prediction per batch folder and never uses ``--monitor`` (watch a folder).
 """
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ def predict_argv(
     max_size: int | None = None,
     batch_size: int | None = None,
     norm_margin: float | None = None,
-    monitor: bool = False,
     cleanup: bool = False,
 ) -> list[str]:
     """``cryolo_predict.py`` over the micrograph folder ``mics`` into ``out``.
@@ -101,19 +101,16 @@ def predict_argv(
         argv += ["--prediction_batch_size", str(batch_size)]
     if norm_margin is not None:
         argv += ["--norm_margin", f"{norm_margin:g}"]
-    if monitor:
-        argv.append("--monitor")
     if cleanup:
         argv.append("--cleanup")
     return argv
 
 
-def stop_file(mics: Path) -> Path:
-    """Creating this file ends a ``--monitor`` run."""
-    return Path(mics) / "stop.cryolo"
+ZERO_PICK_CRASH = "IndexError: list index out of range"
 
 
 def zero_pick_crash(stdout_or_log: str) -> bool:
-    """crYOLO may end with ``IndexError: list index out of range`` when nothing was picked;
-    callers treat that as success with zero picks."""
-    return "IndexError: list index out of range" in stdout_or_log
+    """crYOLO may end with ``IndexError: list index out of range`` when nothing was picked
+    (it then writes no pick file); callers treat a micrograph without a pick file after that
+    crash as done with zero picks."""
+    return ZERO_PICK_CRASH in stdout_or_log

@@ -7,10 +7,13 @@ with a decimal point, and it reads one answer per line from stdin:
 input, diagnostic output, pixel size, kV, Cs, amplitude contrast, box, min res, max res,
 min defocus, max defocus, defocus step, astigmatism known? (no), exhaustive search?,
 restrain astigmatism? [→ tolerated astigmatism], additional phase shift? [→ min, max, step
-(rad)], then CTFFIND5 only: determine sample tilt?, determine sample thickness? [→ brute-force
-1D?, 2D refinement?, node low res, node high res, rounded square?, downweight nodes?], and
-finally expert options? (no). Inputs are single micrographs (a movie stack would add the
-movie-averaging questions, which emotf never triggers).
+(rad)], then CTFFIND5 only: determine sample tilt? (asked only without a phase-shift search),
+determine sample thickness? [→ brute-force 1D?, 2D refinement?, node low res, node high res,
+rounded square?, downweight nodes?], and finally expert options? (no). Inputs are single
+micrographs (a movie stack would add the movie-averaging questions, which emotf never
+triggers). The order and the conditions are those of CTFFIND 4.1.14 / 5.0.2
+(``DoInteractiveUserInput`` in cisTEM's ``src/programs/ctffind/ctffind.cpp``); in scripted
+mode a blank or unrecognised answer ends the program, so every answer must be valid.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+MAX_MIN_RES = 50.0  # CTFFIND's lowest allowed "minimum resolution" (Å)
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,8 @@ def stdin_answers(micrograph: Path, diagnostic: Path, p: CtffindParams, version:
     if p.phase_shift is not None:
         answers += [_g(v) for v in p.phase_shift]  # min, max, step (radians)
     if version >= 5:
-        answers.append(_yn(p.tilt))  # determine sample tilt?
+        if p.phase_shift is None:  # CTFFIND5 asks for tilt only without a phase-shift search
+            answers.append(_yn(p.tilt))  # determine sample tilt?
         answers.append(_yn(p.thickness))  # determine sample thickness?
         if p.thickness:
             answers += [
@@ -119,13 +125,17 @@ def stdin_text(answers: list[str]) -> str:
 
 
 def ctffind_argv(exe: str, amplitude_spectrum_input: bool = False,
-                 omp_threads: int | None = None) -> list[str]:  # fmt: skip
-    """``[exe]`` plus optional flags; everything else goes through stdin."""
+                 threads: int | None = None) -> list[str]:  # fmt: skip
+    """``[exe]`` plus optional flags; everything else goes through stdin.
+
+    ``-j N`` is CTFFIND's thread option (4.1.12 and later; ``OMP_NUM_THREADS`` overrides it).
+    It is given only for more than one thread, so older builds keep working by default.
+    """
     argv = [exe]
     if amplitude_spectrum_input:
         argv.append("--amplitude-spectrum-input")
-    if omp_threads is not None:
-        argv += ["--omp-num-threads", str(omp_threads)]
+    if threads is not None and threads > 1:
+        argv += ["-j", str(threads)]
     return argv
 
 
@@ -135,13 +145,26 @@ def ctffind_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def check_params(p: CtffindParams, version: int, amplitude_spectrum_input: bool = False) -> None:
-    """Raise ValueError for combinations CTFFIND would reject or mis-handle."""
+    """Raise ValueError for combinations CTFFIND would reject or mis-handle.
+
+    CTFFIND's own limits: minimum resolution at most 50 Å, box at least 128 px, amplitude
+    contrast in [0, 1], defocus step at least 1 Å (out of range = exit in scripted mode).
+    """
     if p.min_res <= p.max_res:
         raise ValueError(f"min_res {p.min_res} Å must be larger than max_res {p.max_res} Å")
+    if p.min_res > MAX_MIN_RES:
+        raise ValueError(f"min_res {p.min_res} Å: CTFFIND accepts at most {MAX_MIN_RES} Å")
     if p.min_defocus >= p.max_defocus:
         raise ValueError("min_defocus must be below max_defocus")
+    if p.step < 1 or p.box < 128 or not 0 <= p.amplitude_contrast <= 1:
+        raise ValueError(
+            f"CTFFIND needs step ≥ 1 Å (got {p.step}), box ≥ 128 px (got {p.box}) and "
+            f"amplitude contrast in [0, 1] (got {p.amplitude_contrast})"
+        )
     if version < 5 and (p.tilt or p.thickness):
         raise ValueError("sample tilt/thickness need CTFFIND5")
+    if p.tilt and p.phase_shift is not None:  # CTFFIND5 then does not ask for tilt
+        raise ValueError("sample tilt cannot be estimated together with a phase shift")
     if p.tilt and amplitude_spectrum_input:  # cisTEM issue #253
         raise ValueError("sample tilt must be off with --amplitude-spectrum-input")
 
