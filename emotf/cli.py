@@ -60,11 +60,14 @@ def read_config_values(path: Path) -> dict[str, Any]:
 def print_status(status: Status, stream: Any = None) -> None:
     stream = stream or sys.stdout
     c = status.counts
+    steps = "  ".join(f"{label} {n}" for label, n in status.step_counts)
+    totals = (
+        "  ".join(f"{k} {c[k]}" for k in status.snapshot.counts.totals) if status.snapshot else ""
+    )
     print(
         f"[{status.state}] found {status.movies_found}  batched {c['movies_batched']}  "
-        f"imported {c['imported']}  motioncor {c['motioncor']}  ctffind {c['ctffind']}  "
-        f"picked {c['picked']}  done {c['done']}  failed {c['failed']}  "
-        f"particles {c['particles']}  batches {c['batches_done']}/{c['batches']}",
+        f"{steps}  done {c['done']}  failed {c['failed']}  {totals}  "
+        f"batches {c['batches_done']}/{c['batches']}",
         file=stream,
         flush=True,
     )
@@ -87,7 +90,13 @@ def run_session(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     last: list[str] = []
 
+    shown: set[str] = set()
+
     def report(status: Status) -> None:
+        for error in status.pipeline_errors:
+            if error not in shown and not quiet:
+                print(f"  pipeline error: {error}", file=sys.stderr, flush=True)
+                shown.add(error)
         key = repr(sorted(status.as_dict().items()))
         if not quiet and (not last or last[-1] != key):
             print_status(status)
@@ -132,9 +141,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", help="Snakemake profile (e.g. slurm, lsf); default: local")
     p.add_argument("--poll", type=float, default=2.0, help="seconds between scans")
     p.add_argument(
-        "--max-runs", type=int, default=2,
+        "--max-runs",
+        type=int,
+        default=2,
         help="concurrent Snakemake runs on disjoint batches (default 2)",
-    )  # fmt: skip
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,12 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .retry import register as register_retry
     from .sim.cli import register as register_simulate
     from .status_cli import register as register_status
+    from .steps.foreach import register as register_step
 
     register_simulate(sub)
     register_worker(sub)
     register_profiles(sub)
     register_status(sub)
     register_retry(sub)
+    register_step(sub)
     return parser
 
 

@@ -47,8 +47,10 @@ def print_summary(status: Status, out_dir: Path, session_dir: Path, seconds: flo
     accounted = c["done"] + c["failed"]
     print(f"\nemotf demo: {status.movies_found} movies found in {session_dir}")
     print(f"  processing folder: {out_dir}   ({seconds:.0f} s)")
-    for label in ("imported", "motioncor", "ctffind", "picked", "done", "failed", "particles"):
-        print(f"  {label:<10} {c[label]}")
+    labels = [label for label, _n in status.step_counts] + ["done", "failed"]
+    labels += list(status.snapshot.counts.totals) if status.snapshot else []
+    for label in labels:
+        print(f"  {label:<19} {c[label]}")
     print(
         f"  accounted  {accounted} of {status.movies_found} "
         f"({'OK' if accounted == status.movies_found else 'MISSING MOVIES'})"

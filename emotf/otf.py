@@ -21,7 +21,7 @@ from .curation import curate
 from .feeder import Batcher, MovieScanner
 from .fsutil import atomic_write_json, read_json
 from .output_writer import OutputWriter
-from .progress import ProgressReader
+from .progress import ProgressReader, Snapshot
 from .runner import SnakemakeRun, live_snakemake, lock_failure, unlock
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,26 @@ class Status:
     counts: dict[str, Any]
     failures: dict[str, int]
     batches_running: int
+    snapshot: Snapshot | None = None  # the one read of the folder these figures come from
+    pipeline_errors: list[str] = field(default_factory=list)  # broken added rule files
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "status": self.state,
             "movies_found": self.movies_found,
             **self.counts,
             "batches_running": self.batches_running,
         }
+        if self.pipeline_errors:
+            data["pipeline_errors"] = " | ".join(self.pipeline_errors)[:2000]
+        return data
+
+    @property
+    def step_counts(self) -> list[tuple[str, int]]:
+        """(count label, movies) per step, in pipeline order."""
+        if self.snapshot is None:
+            return []
+        return [(s.count, int(self.counts.get(s.count, 0))) for s in self.snapshot.pipeline]
 
 
 ProgressCallback = Callable[[Status], None]
@@ -170,18 +182,20 @@ class OtfSession:
         self.runs = []
 
     def status(self, state: str = "running") -> Status:
-        counts = self.progress.counts()
-        failed_extra = self._failed_batch_movies()
-        data = counts.as_dict()
-        data["failed"] += failed_extra
-        accepted, rejected = curate(self.progress.summaries(), self.config.get("curation", {}))
+        self.progress.refresh()
+        snap = self.progress.snapshot()
+        data = snap.counts.as_dict()
+        data["failed"] += self._failed_batch_movies()
+        accepted, rejected = curate(snap.records, self.config.get("curation", {}))
         data["accepted"], data["rejected"] = len(accepted), len(rejected)
         return Status(
             state=state,
             movies_found=self.scanner.total_seen(),
             counts=data,
-            failures=counts.failures,
+            failures=snap.counts.failures,
             batches_running=len(self.running_batches),
+            snapshot=snap,
+            pipeline_errors=list(snap.pipeline.errors),
         )
 
     def _failed_batch_movies(self) -> int:

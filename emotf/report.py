@@ -27,9 +27,9 @@ from .config import Config  # noqa: E402
 from .curation import curate  # noqa: E402
 from .epu import grid_square_of  # noqa: E402
 from .fsutil import atomic_write_text  # noqa: E402
-from .ledger import LedgerRow, figures, ledger  # noqa: E402
+from .ledger import LedgerRow, figures, latency_key  # noqa: E402
 from .parsers.relion import read_coordinates_star  # noqa: E402
-from .progress import ProgressReader  # noqa: E402
+from .progress import ProgressReader, Snapshot  # noqa: E402
 
 THUMB = 256
 CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em}
@@ -132,75 +132,76 @@ def _squares(records: list[dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+def _counts_table(snap: Snapshot, accepted: int, rejected: int) -> str:
+    c = snap.counts
+    labels = [s.count for s in snap.pipeline]
+    headers = ["movies", *labels, "done", "failed", "accepted", "rejected", *c.totals]
+    values = [
+        len(snap.rows),
+        *(c.steps[k] for k in labels),
+        c.done,
+        c.failed,
+        accepted,
+        rejected,
+        *c.totals.values(),
+    ]
+    return _table(headers, [values])
+
+
+def _plots(snap: Snapshot, done: list[dict[str, Any]]) -> list[str]:
+    plots = [_throughput(snap.rows)]
+    for step, f in snap.pipeline.fields():
+        if f.histogram:
+            values = [
+                float(r[f.name])
+                for r in done
+                if (r.get("steps") or {}).get(step.name) and isinstance(r.get(f.name), int | float)
+            ]
+            if values:
+                plots.append(_hist(values, f.label or f.name, f.unit or "value"))
+    return plots
+
+
+def _recent(folder: Path, config: Config, done: list[dict[str, Any]], recent: int) -> str:
+    latest = sorted(done, key=lambda r: max((r.get("times") or {"": 0}).values()))[-recent:]
+    cells = []
+    diameter = float(config.get("cryolo", {}).get("diameter_max", 120))
+    for r in reversed(latest):
+        if "micrograph" not in r:
+            continue
+        r = {**r, "particle_diameter_px": diameter / float(r.get("pixel_size", 1.0))}
+        mic, ps = thumbnails(folder, r)
+        name = html.escape(Path(r["key"]).name)
+        cells.append(
+            f'<div class="mic"><img alt="micrograph" src="{mic}"> '
+            f'<img alt="power spectrum" src="{ps}"><br>{name}<br>'
+            f"{r.get('particles', 0)} picks, {r.get('ctf_resolution', '-')} Å</div>"
+        )
+    return '<h2>Recent micrographs</h2><div class="mics">' + "".join(cells) + "</div>"
+
+
 def render(folder: Path, config: Config, recent: int = 6) -> str:
     """The report page; thumbnails circle picks at the LoG maximum diameter."""
     reader = ProgressReader(folder)
+    snap = reader.snapshot()
     records = reader.results()
-    rows = ledger(folder, reader)
-    counts = reader.counts()
     done = [r for r in records if r["state"] == "done"]
     accepted, rejected = curate(records, config.get("curation", {}))
-    fig = figures(rows, records)
+    fig = figures(snap.rows, records, snap.pipeline.names)
+    latency = [fig.get(latency_key(s.name)) for s in snap.pipeline]
     parts = [
         f"<h1>emotf report: {html.escape(str(config.get('session_dir', folder)))}</h1>",
         f"<p>updated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>",
+        _counts_table(snap, len(accepted), len(rejected)),
         _table(
-            [
-                "movies",
-                "imported",
-                "motioncor",
-                "ctffind",
-                "picked",
-                "done",
-                "failed",
-                "accepted",
-                "rejected",
-                "particles",
-            ],
-            [
-                [
-                    len(rows),
-                    counts.imported,
-                    counts.motioncor,
-                    counts.ctffind,
-                    counts.picked,
-                    counts.done,
-                    counts.failed,
-                    len(accepted),
-                    len(rejected),
-                    counts.particles,
-                ]
-            ],
-        ),
-        _table(
-            ["latency found→CTF (s)", "latency found→picks (s)", "done per hour"],
-            [
-                [
-                    fig["latency_found_to_ctf_s"],
-                    fig["latency_found_to_picks_s"],
-                    fig["movies_per_hour_done"],
-                ]
-            ],
+            [f"latency found→{s.name} (s)" for s in snap.pipeline] + ["done per hour"],
+            [[*latency, fig["movies_per_hour_done"]]],
         ),
     ]
     if done:
-        plots = [
-            _throughput(rows),
-            _hist(
-                [0.5 * (r["defocus_u"] + r["defocus_v"]) for r in done if "defocus_u" in r],
-                "defocus",
-                "Å",
-            ),
-            _hist(
-                [r["ctf_resolution"] for r in done if "ctf_resolution" in r],
-                "CTF fit resolution",
-                "Å",
-            ),
-            _hist([r["motion_total"] for r in done if "motion_total" in r], "total motion", "Å"),
-        ]
         parts.append(
             '<h2>Statistics</h2><div class="plots">'
-            + "".join(f'<img alt="plot" src="{p}">' for p in plots)
+            + "".join(f'<img alt="plot" src="{p}">' for p in _plots(snap, done))
             + "</div>"
         )
         parts.append(
@@ -210,23 +211,22 @@ def render(folder: Path, config: Config, recent: int = 6) -> str:
                 _squares(records),
             )
         )
-        latest = sorted(done, key=lambda r: max((r.get("times") or {"": 0}).values()))[-recent:]
-        cells = []
-        diameter = float(config.get("cryolo", {}).get("diameter_max", 120))
-        for r in reversed(latest):
-            r = {**r, "particle_diameter_px": diameter / float(r.get("pixel_size", 1.0))}
-            mic, ps = thumbnails(folder, r)
-            name = html.escape(Path(r["key"]).name)
-            cells.append(
-                f'<div class="mic"><img alt="micrograph" src="{mic}"> '
-                f'<img alt="power spectrum" src="{ps}"><br>{name}<br>'
-                f"{r.get('particles', 0)} picks, {r.get('ctf_resolution', '-')} Å</div>"
-            )
-        parts.append('<h2>Recent micrographs</h2><div class="mics">' + "".join(cells) + "</div>")
-    failures = [[r.key, r.failed_step, r.reason] for r in rows if r.state == "failed"]
+        parts.append(_recent(folder, config, done, recent))
+    failures = [[r.key, r.failed_step, r.reason] for r in snap.rows if r.state == "failed"]
     if failures:
         parts.append(
             '<h2 class="fail">Failures</h2>' + _table(["movie", "step", "reason"], failures)
+        )
+    notes = [
+        [r["key"], step, note] for r in records for step, note in (r.get("notes") or {}).items()
+    ]
+    if notes:
+        parts.append("<h2>Notes of optional steps</h2>" + _table(["movie", "step", "note"], notes))
+    if snap.pipeline.errors:
+        parts.append(
+            '<h2 class="fail">Pipeline errors</h2><ul>'
+            + "".join(f"<li>{html.escape(e)}</li>" for e in snap.pipeline.errors)
+            + "</ul>"
         )
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>emotf report</title>'

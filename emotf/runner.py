@@ -54,6 +54,7 @@ class SnakemakeRun:
             self.proc = subprocess.Popen(
                 self.argv,
                 cwd=self.out_dir,
+                env=child_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
@@ -94,6 +95,16 @@ class SnakemakeRun:
             code = self.proc.wait()
         unlock(self.out_dir)
         return code
+
+
+def child_env() -> dict[str, str]:
+    """The environment of Snakemake: this one, with this Python's ``bin`` first on PATH, so
+    rules find ``emotf`` (``emotf step foreach``) and ``snakemake`` of the same install."""
+    env = dict(os.environ)
+    bindir = os.path.dirname(sys.executable)
+    parts = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != bindir]
+    env["PATH"] = os.pathsep.join([bindir, *parts])
+    return env
 
 
 def live_snakemake(out_dir: Path) -> list[int]:

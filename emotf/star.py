@@ -1,7 +1,8 @@
 """RELION-compatible STAR outputs (written with the ``starfile`` library).
 
-Rows are the per-movie records of the step JSON files (see ``emotf.steps.base``); optics
-groups are made from distinct (pixel size, voltage) pairs.
+Rows are per-movie records (see ``emotf.steps.base``); columns and their RELION names come
+from the pipeline's field declarations (``star`` of each field, ``session_star`` of each
+step). Optics groups are made from distinct (pixel size, voltage) pairs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .fsutil import atomic_write_star
+from .pipeline import Pipeline, SessionStar, builtin_pipeline
 
 Row = Mapping[str, Any]
 
@@ -47,44 +49,58 @@ def _group_of(groups: dict[tuple[float, float], int], row: Row) -> int:
     return groups[(round(float(row["pixel_size"]), 5), round(float(row["voltage"]), 3))]
 
 
+def star_columns(pipeline: Pipeline, star: SessionStar) -> list[tuple[str, str]]:
+    """(record field, RELION column) of a declared STAR table, in declaration order."""
+    out = []
+    for name in star.columns:
+        spec = pipeline.field(name)
+        if spec is not None and spec.star:
+            out.append((name, spec.star))
+    return out
+
+
+def write_table_star(
+    path: Path,
+    star: SessionStar,
+    rows: Mapping[str, Row],
+    acquisition: Mapping[str, Any],
+    binning: float = 1.0,
+    pipeline: Pipeline | None = None,
+) -> None:
+    """One declared table (``star``) of ``rows``, with an optics block when it has one."""
+    pipeline = pipeline or builtin_pipeline()
+    records = list(rows.values())
+    table = pd.DataFrame(
+        {
+            column: [r.get(name, "") for r in records]
+            for name, column in star_columns(pipeline, star)
+        }
+    )
+    blocks: dict[str, Any] = {}
+    if star.optics:
+        groups = optics_groups(records)
+        optics = optics_table(groups, acquisition, binning)
+        if star.table == "micrographs" and "rlnMicrographPixelSize" not in optics:
+            optics["rlnMicrographPixelSize"] = optics["rlnMicrographOriginalPixelSize"]
+        insert_at = min(len(table.columns), 1 if star.table == "movies" else 2)
+        table.insert(insert_at, "rlnOpticsGroup", [_group_of(groups, r) for r in records])
+        blocks["optics"] = optics
+    blocks[star.table] = table
+    atomic_write_star(path, blocks)
+
+
+def _declared(field: str) -> SessionStar:
+    """The session STAR declaration of the step that writes ``field``."""
+    pipeline = builtin_pipeline()
+    step = pipeline.owner_of(field)
+    if step is None or step.session_star is None:
+        raise KeyError(f"no step declares a STAR table with field {field!r}")
+    return step.session_star
+
+
 def write_movies_star(path: Path, rows: Mapping[str, Row], acquisition: Mapping[str, Any]) -> None:
-    groups = optics_groups(rows.values())
-    movies = pd.DataFrame(
-        {
-            "rlnMicrographMovieName": [r["movie"] for r in rows.values()],
-            "rlnOpticsGroup": [_group_of(groups, r) for r in rows.values()],
-        }
-    )
-    atomic_write_star(path, {"optics": optics_table(groups, acquisition), "movies": movies})
-
-
-def micrograph_columns(rows: Iterable[Row], groups: dict[tuple[float, float], int]) -> pd.DataFrame:
-    rows = list(rows)
-    return pd.DataFrame(
-        {
-            "rlnMicrographName": [r["micrograph"] for r in rows],
-            "rlnMicrographMetadata": [r.get("motion_star", "") for r in rows],
-            "rlnOpticsGroup": [_group_of(groups, r) for r in rows],
-            "rlnAccumMotionTotal": [r["motion_total"] for r in rows],
-            "rlnAccumMotionEarly": [r["motion_early"] for r in rows],
-            "rlnAccumMotionLate": [r["motion_late"] for r in rows],
-        }
-    )
-
-
-def ctf_columns(rows: Iterable[Row]) -> pd.DataFrame:
-    rows = list(rows)
-    return pd.DataFrame(
-        {
-            "rlnCtfImage": [r["ctf_image"] for r in rows],
-            "rlnDefocusU": [r["defocus_u"] for r in rows],
-            "rlnDefocusV": [r["defocus_v"] for r in rows],
-            "rlnCtfAstigmatism": [abs(r["defocus_u"] - r["defocus_v"]) for r in rows],
-            "rlnDefocusAngle": [r["defocus_angle"] for r in rows],
-            "rlnCtfFigureOfMerit": [r["ctf_score"] for r in rows],
-            "rlnCtfMaxResolution": [r["ctf_resolution"] for r in rows],
-        }
-    )
+    """A movies STAR (per batch: the input of RELION's motion correction)."""
+    write_table_star(path, _declared("movie"), rows, acquisition)
 
 
 def write_micrographs_star(
@@ -94,23 +110,11 @@ def write_micrographs_star(
     with_ctf: bool = False,
     binning: float = 1.0,
 ) -> None:
-    """``micrographs.star`` (motion) or, with ``with_ctf``, ``micrographs_ctf.star``."""
-    groups = optics_groups(rows.values())
-    table = micrograph_columns(rows.values(), groups)
-    if with_ctf:
-        table = pd.concat([table, ctf_columns(rows.values())], axis=1)
-    optics = optics_table(groups, acquisition, binning)
-    if "rlnMicrographPixelSize" not in optics:
-        optics["rlnMicrographPixelSize"] = optics["rlnMicrographOriginalPixelSize"]
-    atomic_write_star(path, {"optics": optics, "micrographs": table})
+    """A micrographs STAR (motion) or, with ``with_ctf``, with the CTF columns."""
+    star = _declared("defocus_u" if with_ctf else "micrograph")
+    write_table_star(path, star, rows, acquisition, binning)
 
 
 def write_coordinate_index(path: Path, rows: Mapping[str, Row]) -> None:
     """RELION 4 style ``autopick.star``: micrograph → its coordinate file."""
-    table = pd.DataFrame(
-        {
-            "rlnMicrographName": [r["micrograph"] for r in rows.values()],
-            "rlnMicrographCoordinates": [r["coordinates"] for r in rows.values()],
-        }
-    )
-    atomic_write_star(path, {"coordinate_files": table})
+    write_table_star(path, _declared("coordinates"), rows, {})

@@ -1,10 +1,14 @@
-"""Session statistics from per-movie results (drift, defocus, resolution, particles)."""
+"""Session statistics from per-movie records: one summary per field the pipeline declares
+with ``stat`` (drift, defocus, CTF resolution, particles, any added step's metric) and a
+histogram per field declared with ``histogram``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+from .pipeline import Pipeline, builtin_pipeline
 
 
 def summary(values: list[float]) -> dict[str, float] | None:
@@ -26,34 +30,33 @@ def histogram(values: list[float], bins: int = 20) -> dict[str, list[float]] | N
     return {"counts": counts.tolist(), "edges": [round(float(e), 3) for e in edges]}
 
 
-def session_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
-    done = [r for r in records if r.get("state") == "done"]
+def field_values(records: list[dict[str, Any]], step: str, name: str) -> list[float]:
+    """Numeric values of a field over the movies its step succeeded for."""
+    return [
+        float(r[name])
+        for r in records
+        if (r.get("steps") or {}).get(step) is True
+        and isinstance(r.get(name), int | float)
+        and not isinstance(r.get(name), bool)
+    ]
 
-    def values(key: str) -> list[float]:
-        return [float(r[key]) for r in records if isinstance(r.get(key), int | float)]
 
-    particles = [int(r.get("particles", 0)) for r in done]
-    return {
-        "motion_total_A": summary(values("motion_total")),
-        "motion_early_A": summary(values("motion_early")),
-        "defocus_A": summary(
-            [0.5 * (r["defocus_u"] + r["defocus_v"]) for r in records if "defocus_u" in r]
-        ),
-        "astigmatism_A": summary(
-            [abs(r["defocus_u"] - r["defocus_v"]) for r in records if "defocus_u" in r]
-        ),
-        "ctf_resolution_A": summary(values("ctf_resolution")),
-        "ice_ring_density": summary(values("ice_ring_density")),
-        "thickness_A": summary(values("thickness")),
-        "motion_late_A": summary(values("motion_late")),
-        "particles_per_micrograph": summary([float(p) for p in particles]),
-        "particles": int(sum(particles)),
-        "histograms": {
-            "defocus_A": histogram(
-                [0.5 * (r["defocus_u"] + r["defocus_v"]) for r in records if "defocus_u" in r]
-            ),
-            "ctf_resolution_A": histogram(values("ctf_resolution")),
-            "motion_total_A": histogram(values("motion_total")),
-            "particles_per_micrograph": histogram([float(p) for p in particles]),
-        },
-    }
+def session_stats(
+    records: list[dict[str, Any]], pipeline: Pipeline | None = None
+) -> dict[str, Any]:
+    """Statistics of ``records`` for the fields of ``pipeline`` (default: the built-in one)."""
+    pipeline = pipeline or builtin_pipeline()
+    stats: dict[str, Any] = {}
+    histograms: dict[str, Any] = {}
+    for step, f in pipeline.fields():
+        if not (f.stat or f.histogram):
+            continue
+        values = field_values(records, step.name, f.name)
+        if f.stat:
+            stats[f.stat_key] = summary(values)
+        if f.histogram:
+            histograms[f.stat_key] = histogram(values)
+        if f.total:
+            stats[f.total] = int(sum(values))
+    stats["histograms"] = histograms
+    return stats

@@ -7,9 +7,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .config import read_config
+from .config import read_folder_config
 from .curation import curate
-from .ledger import figures, ledger
+from .ledger import figures, latency_key
 from .progress import ProgressReader
 
 BAR = 30
@@ -21,35 +21,47 @@ def bar(count: int, total: int) -> str:
 
 
 def render(folder: Path) -> str:
-    config = read_config(folder / "config.yaml")
-    reader = ProgressReader(folder)
-    rows = ledger(folder, reader)
-    records = reader.summaries()
-    counts = reader.counts()
+    config = read_folder_config(folder)
+    snap = ProgressReader(folder).snapshot()
+    rows, records, counts = snap.rows, snap.records, snap.counts
     total = len(rows)
-    lines = [f"emotf status: {folder}  ({total} movies in {counts.batches} batches, "
-             f"{counts.batches_done} finished)"]  # fmt: skip
-    for label, value in (("imported", counts.imported), ("motioncor", counts.motioncor),
-                         ("ctffind", counts.ctffind), ("picked", counts.picked),
-                         ("done", counts.done), ("failed", counts.failed)):  # fmt: skip
-        lines.append(f"  {label:<10} [{bar(value, total)}] {value:>6} / {total}")
+    lines = [
+        f"emotf status: {folder}  ({total} movies in {counts.batches} batches, "
+        f"{counts.batches_done} finished)"
+    ]
+    labels = [
+        (s.count, counts.steps[s.count], "" if s.required else " (optional)") for s in snap.pipeline
+    ]
+    labels += [("done", counts.done, ""), ("failed", counts.failed, "")]
+    for label, value, note in labels:
+        lines.append(f"  {label:<10} [{bar(value, total)}] {value:>6} / {total}{note}")
     accepted, rejected = curate(records, config.get("curation", {}))
-    lines.append(f"  accepted   {len(accepted)}   rejected {len(rejected)}   "
-                 f"particles {counts.particles}")  # fmt: skip
-    fig = figures(rows, records)
-    lines.append(f"  throughput {fig['movies_per_hour_found']} found/h, "
-                 f"{fig['movies_per_hour_done']} done/h")  # fmt: skip
-    lines.append(f"  latency    found→CTF {fig['latency_found_to_ctf_s']} s, "
-                 f"found→picks {fig['latency_found_to_picks_s']} s")  # fmt: skip
-    reasons: Counter[str] = Counter(f"{r.failed_step}: {r.reason}" for r in rows
-                                    if r.state == "failed")  # fmt: skip
-    for reason, n in reasons.most_common():
+    totals = "   ".join(f"{k} {v}" for k, v in counts.totals.items())
+    lines.append(f"  accepted   {len(accepted)}   rejected {len(rejected)}   {totals}")
+    fig = figures(rows, records, snap.pipeline.names)
+    lines.append(
+        f"  throughput {fig['movies_per_hour_found']} found/h, {fig['movies_per_hour_done']} done/h"
+    )
+    latency = ", ".join(
+        f"{s.name} {fig[latency_key(s.name)]}"
+        for s in snap.pipeline
+        if fig.get(latency_key(s.name))
+    )
+    lines.append(f"  latency from found (s): {latency or '-'}")
+    for reason, n in sorted(counts.failures.items(), key=lambda item: -item[1]):
         lines.append(f"  failed x{n}: {reason[:160]}")
+    notes: Counter[str] = Counter(
+        f"{step}: {note}"[:160] for r in records for step, note in (r.get("notes") or {}).items()
+    )
+    for note, n in notes.most_common():
+        lines.append(f"  note x{n}: {note}")
     why: Counter[str] = Counter(
         reason.split(":")[0] for reasons in rejected.values() for reason in reasons
     )
     for reason, n in why.most_common():
         lines.append(f"  rejected x{n}: {reason}")
+    for error in snap.pipeline.errors:
+        lines.append(f"  pipeline error: {error}")
     return "\n".join(lines)
 
 
@@ -59,7 +71,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from .report import write_report
 
         folder = Path(args.folder)
-        print(f"wrote {write_report(folder, read_config(folder / 'config.yaml'))}")
+        print(f"wrote {write_report(folder, read_folder_config(folder))}")
     return 0
 
 

@@ -14,13 +14,14 @@ from .base import StepContext, visible_gpus
 
 
 def _steps() -> dict[str, Callable[[StepContext], Any]]:
-    from . import ctf, importer, motioncor, picking, results
+    from . import ctf, extract, importer, motioncor, picking, results
 
     return {
         "import": importer.run,
         "motioncor": motioncor.run,
         "ctffind": ctf.run,
         "picking": picking.run,
+        "extract": extract.run,
         "results": results.run,
     }
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from emotf.outputs import write_session_stars
+from emotf.pipeline.snake import emotf_step, include_pipeline, session_star_files
 from emotf.steps.entry import run_step
 
 
@@ -15,7 +16,6 @@ wildcard_constraints:
     batch=r"b\d{6}",
 
 
-SESSION_STARS = ["movies.star", "micrographs.star", "micrographs_ctf.star", "autopick.star"]
 GPU_BACKENDS = {"motioncor2", "motioncor3", "cryolo"}
 
 

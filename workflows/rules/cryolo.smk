@@ -1,3 +1,24 @@
+emotf_step(
+    name="picking",
+    rule_name="cryolo",
+    output="AutoPick/{batch}/picking.json",
+    needs=["motioncor"],
+    count="picked",
+    description="Particle picking: crYOLO (GPU) or RELION's LoG picker (CPU).",
+    fields={
+        "coordinates": {"star": "rlnMicrographCoordinates"},
+        "particles": {"label": "particles", "unit": "/micrograph", "total": "particles",
+                      "summary": True, "stat": True, "histogram": True},
+    },
+    session_star={
+        "file": "autopick.star",
+        "table": "coordinate_files",
+        "optics": False,
+        "columns": ["micrograph", "coordinates"],
+    },
+)
+
+
 rule cryolo:
     """Particle picking of a batch: crYOLO (GPU) or RELION's LoG picker (CPU)."""
     input:

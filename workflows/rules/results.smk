@@ -1,11 +1,12 @@
+SESSION_STARS = session_star_files(PIPELINE)
+
+
 rule batch_results:
-    """One record per movie of the batch (done or failed with its reason), full and summary."""
+    """One record per movie of the batch (done or failed with its reason), full and summary.
+    Its inputs are the per-batch outputs of every step of the pipeline."""
     input:
         manifest="batches/{batch}.json",
-        **{"import": "Import/{batch}/import.json"},
-        motioncor="MotionCorr/{batch}/motioncor.json",
-        ctffind="CtfFind/{batch}/ctffind.json",
-        picking="AutoPick/{batch}/picking.json",
+        **{step.name: step.output for step in PIPELINE},
     output:
         json="Results/{batch}.json",
         summary="Summary/{batch}.json",
