@@ -61,7 +61,32 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "timeout": ({"command_timeout": -1}, "command_timeout"),
     "unknown section": ({"otff": {}}, "'otff' was unexpected"),
     "url": ({"emhub": {"url": "emhub.example.org"}}, "emhub.url"),
+    "transfer mode": ({"transfer": {"mode": "rsync"}}, "transfer.mode"),
+    "frames roots": ({"transfer": {"frames_roots": "/frames"}}, "transfer.frames_roots"),
+    "partition name": ({"cluster": {"slurm_partitions": ["gpu; rm"]}}, "slurm_partitions"),
 }
+
+FULL: dict[str, Any] = {
+    "emhub": {"url": "https://emhub.example.org", "user": "otf", "worker": "krios-gpu01",
+              "password_file": "/etc/emotf/password"},
+    "otf": {
+        "raw_roots": ["/data/raw"], "otf_roots": ["/data/otf"], "otf_root": "/data/otf",
+        "profile": None, "idle_timeout": 1800, "report_interval": 30, "poll_interval": 5,
+        "raw_wait": 600, "max_runs": 2, "config": {"batches": {"size": 16}},
+        "rule_dirs": ["/opt/facility/rules"], "trusted_groups": ["cryoem-staff"],
+        "microscopes": {"Krios01": {"profile": "slurm", "config": {}, "rule_dirs": ["/r"]}},
+    },
+    "transfer": {"mode": "copy", "settle_seconds": 0, "sleep": 60, "idle_timeout": 86400,
+                 "frames_roots": ["/frames"]},
+    "cluster": {"slurm_partitions": ["cpu", "gpu"], "lsf_queues": "gpu"},
+    "commands": {"disk_usage": ["df", "-h", "/data"]},
+    "command_timeout": 300,
+}  # fmt: skip
+
+
+def test_every_documented_key_is_accepted() -> None:
+    validate_worker_settings(FULL)
+    validate_worker_settings({"emhub": None, "otf": None, "commands": None})  # empty sections
 
 
 @pytest.mark.parametrize("label", sorted(BAD))

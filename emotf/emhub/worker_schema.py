@@ -121,6 +121,11 @@ OTF: dict[str, Any] = {
             "description": "seconds between task events when nothing changes",
         },
         "poll_interval": {**_SECONDS, "description": "seconds between scans of the raw folder"},
+        "raw_wait": {
+            **_SECONDS,
+            "description": "seconds a session task waits for its raw folder to appear "
+            "(default: idle_timeout)",
+        },
         "max_runs": {
             "type": "integer",
             "minimum": 1,
@@ -142,6 +147,51 @@ OTF: dict[str, Any] = {
     },
 }
 
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
+
+
+def _names(description: str) -> dict[str, Any]:
+    return {
+        "anyOf": [_NAME, {"type": "array", "items": _NAME}],
+        "description": description,
+    }
+
+
+TRANSFER: dict[str, Any] = {
+    "type": ["object", "null"],
+    "description": "session 'transfer' tasks: moving EPU frames folders to storage",
+    "additionalProperties": False,
+    "properties": {
+        "mode": {
+            "enum": ["move", "copy"],
+            "description": "move (default) or copy the frames to storage",
+        },
+        "settle_seconds": {
+            "type": "number",
+            "minimum": 0,
+            "description": "a file is transferred once unchanged for this long",
+        },
+        "sleep": {**_SECONDS, "description": "seconds between scans of the frames folder"},
+        "idle_timeout": {
+            **_SECONDS,
+            "description": "the task ends after this long with nothing new and nothing left",
+        },
+        "frames_roots": _abs_paths(
+            "a session's frames folder must be below one of these (default: otf.raw_roots)"
+        ),
+    },
+}
+
+CLUSTER: dict[str, Any] = {
+    "type": ["object", "null"],
+    "description": "cluster-slurm / cluster-lsf tasks: which queues to report",
+    "additionalProperties": False,
+    "properties": {
+        "slurm_partitions": _names("SLURM partitions to report (default: all)"),
+        "lsf_queues": _names("LSF queues to report (default: all)"),
+    },
+}
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "emotf worker configuration",
@@ -150,6 +200,8 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "emhub": EMHUB,
         "otf": OTF,
+        "transfer": TRANSFER,
+        "cluster": CLUSTER,
         "commands": {
             "type": ["object", "null"],
             "description": "the only 'command' tasks this worker runs: name -> argv, run "
