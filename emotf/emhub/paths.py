@@ -45,7 +45,10 @@ def allowed_roots(settings: dict[str, Any], key: str) -> list[str]:
 def within_roots(path: str, roots: list[str], what: str) -> Path:
     """The resolved ``path``; TaskError unless it lies below one of ``roots``."""
     if not roots:
-        raise TaskError(f"{what} {path[:200]!r} refused: no allowed folders configured")
+        raise TaskError(
+            f"{what} {path[:200]!r} refused: this worker has no allowed folders configured "
+            "(otf.raw_roots / otf.otf_roots of the worker configuration)"
+        )
     if not os.path.isabs(path):
         raise TaskError(f"{what} {path[:200]!r} is not an absolute path")
     resolved = Path(os.path.realpath(path))
