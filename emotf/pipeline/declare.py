@@ -23,6 +23,7 @@ import ast
 import io
 import re
 import tokenize
+from collections.abc import Iterator
 from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,18 @@ STAR_KEYS = {f.name for f in dc_fields(SessionStar)}
 
 def _call_text(text: str, start: int) -> str:
     """The source of the call starting at ``start`` (up to its closing parenthesis)."""
-    depth = 0
-    end = start
     tokens = tokenize.generate_tokens(io.StringIO(text[start:]).readline)
     lines = text[start:].splitlines(keepends=True)
+    try:
+        return _until_closed(text, start, tokens, lines)
+    except tokenize.TokenError:
+        raise PipelineError("unclosed parenthesis") from None
+
+
+def _until_closed(
+    text: str, start: int, tokens: Iterator[tokenize.TokenInfo], lines: list[str]
+) -> str:
+    depth = 0
     for tok in tokens:
         if tok.type == tokenize.OP and tok.string in "([{":
             depth += 1
