@@ -23,23 +23,41 @@ def test_default_boxes_follow_the_particle_diameter() -> None:
 
 
 @pytest.mark.parametrize("picks", [0])
-def test_movies_without_picks_fail_extraction_with_a_reason(tmp_path: Path, picks: int,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_movies_without_picks_fail_extraction_with_a_reason(
+    tmp_path: Path, picks: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     ok = {"ok": True, "time": 1.0}
     inputs = {}
-    for name, fields in (("import_json", {"pixel_size": 1.0, "voltage": 300}),
-                         ("motioncor_json", {"micrograph": "m.mrc"}),
-                         ("ctffind_json", {"defocus_u": 1e4}),
-                         ("picking_json", {"particles": picks})):  # fmt: skip
+    for name, fields in (
+        ("import_json", {"pixel_size": 1.0, "voltage": 300}),
+        ("motioncor_json", {"micrograph": "m.mrc"}),
+        ("ctffind_json", {"defocus_u": 1e4}),
+        ("picking_json", {"particles": picks}),
+    ):
         path = tmp_path / f"{name}.json"
-        atomic_write_json(path, {"batch": "b000001", "step": name, "backend": "x", "started": 0,
-                                 "finished": 0, "movies": {"a": {**ok, **fields}}})  # fmt: skip
+        atomic_write_json(
+            path,
+            {
+                "batch": "b000001",
+                "step": name,
+                "backend": "x",
+                "started": 0,
+                "finished": 0,
+                "movies": {"a": {**ok, **fields}},
+            },
+        )
         inputs[name] = path
-    ctx = StepContext(batch="b000001", config=build_config({"session_dir": "/x"}),
-                      inputs=inputs, workdir=tmp_path,
-                      outputs={"json": tmp_path / "Extract/b000001/extract.json",
-                               "star": tmp_path / "Extract/b000001/particles.star"})  # fmt: skip
+    ctx = StepContext(
+        batch="b000001",
+        config=build_config({"session_dir": "/x"}),
+        inputs=inputs,
+        workdir=tmp_path,
+        outputs={
+            "json": tmp_path / "Extract/b000001/extract.json",
+            "star": tmp_path / "Extract/b000001/particles.star",
+        },
+    )
     extract.run(ctx)  # relion_preprocess is never started for a batch without picks
     movie = json.loads(ctx.outputs["json"].read_text())["movies"]["a"]
     assert movie == {**movie, "ok": False, "reason": "no particles picked: nothing to extract"}

@@ -47,8 +47,10 @@ def add_readme_step(out: Path, tools: Path) -> Path:
     real = tools / "micsize.sh"
     real.write_text(script_text)
     wrapper = tools / "micsize-test.sh"  # fails one known movie, else the README's script
-    wrapper.write_text(f'#!/bin/sh\ncase "$1" in *{FAILING}*) echo "facility check: '
-                       f'bad micrograph" >&2; exit 4;; esac\nexec sh {real} "$1"\n')  # fmt: skip
+    wrapper.write_text(
+        f'#!/bin/sh\ncase "$1" in *{FAILING}*) echo "facility check: '
+        f'bad micrograph" >&2; exit 4;; esac\nexec sh {real} "$1"\n'
+    )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     rule_text = rule_text.replace("/opt/facility/micsize.sh", str(wrapper))
     local = out / "workflow" / "rules" / "local"
@@ -69,15 +71,33 @@ def test_a_local_shell_step_runs_counts_and_reports(tmp_path: Path) -> None:
     add_readme_step(out, tmp_path / "facility")
     broken = out / "workflow" / "rules" / "local" / "broken.smk"
     broken.write_text(BROKEN)
-    proc = subprocess.run([sys.executable, "-m", "emotf", "run", str(session), "--out", str(out),
-                           "--once", "--poll", "1"], capture_output=True, text=True,
-                          timeout=900, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emotf",
+            "run",
+            str(session),
+            "--out",
+            str(out),
+            "--once",
+            "--poll",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     last = [ln for ln in proc.stdout.splitlines() if ln.startswith("[finished]")][-1]
     assert "sized 3" in last and "done 4" in last, last
     assert f"pipeline error: {broken}:3: rule file left out" in proc.stderr, proc.stderr
-    records = {m["key"]: m for p in sorted((out / "Results").glob("b*.json"))
-               for m in json.loads(p.read_text())["movies"]}  # fmt: skip
+    records = {
+        m["key"]: m
+        for p in sorted((out / "Results").glob("b*.json"))
+        for m in json.loads(p.read_text())["movies"]
+    }
     assert len(records) == 4
     for key, movie in records.items():
         assert movie["state"] == "done"  # the added step is optional
@@ -89,8 +109,13 @@ def test_a_local_shell_step_runs_counts_and_reports(tmp_path: Path) -> None:
             assert movie["steps"]["micsize"] is True and movie["mic_bytes"] == size
     summary = json.loads(next((out / "Summary").glob("b*.json")).read_text())
     assert all("micsize" in m["steps"] for m in summary["movies"])
-    status = subprocess.run([sys.executable, "-m", "emotf", "status", str(out), "--html"],
-                            capture_output=True, text=True, timeout=300, check=True).stdout  # fmt: skip
+    status = subprocess.run(
+        [sys.executable, "-m", "emotf", "status", str(out), "--html"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
     assert re.search(r"sized\s+\[[#.]+\]\s+3 / 4 \(optional\)", status), status
     assert "note x1: micsize: exit code 4: facility check: bad micrograph" in status
     assert f"pipeline error: {broken}:3" in status
@@ -99,6 +124,12 @@ def test_a_local_shell_step_runs_counts_and_reports(tmp_path: Path) -> None:
     state = json.loads((out / ".emotf" / "pipeline.json").read_text())
     assert state["rejected"] == [str(broken)] and "micsize" in state["steps"]
     # a manual snakemake in the folder sees the same pipeline and has nothing to do
-    again = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=out,
-                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    again = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -25,8 +25,13 @@ BUILTIN = ("import", "motioncor", "ctffind", "picking", "extract")
 def test_builtin_pipeline_comes_from_the_rule_files() -> None:
     pipeline = builtin_pipeline()
     assert pipeline.names == BUILTIN and pipeline.errors == []
-    assert [s.count for s in pipeline] == ["imported", "motioncor", "ctffind", "picked",
-                                           "extracted"]  # fmt: skip
+    assert [s.count for s in pipeline] == [
+        "imported",
+        "motioncor",
+        "ctffind",
+        "picked",
+        "extracted",
+    ]
     assert pipeline.step("picking").rule == "cryolo" and not pipeline.step("extract").required
     for step in pipeline:  # the declaration's output is the rule's json output
         text = Path(step.source.rsplit(":", 1)[0]).read_text()
@@ -124,8 +129,17 @@ def entry(key: str) -> MovieEntry:
 
 def step_json(out: Path, step: str, movies: dict[str, dict[str, object]]) -> Path:
     path = out / builtin_pipeline().step(step).output_of("b000001")
-    atomic_write_json(path, {"batch": "b000001", "step": step, "backend": "x", "started": 1.0,
-                             "finished": 2.0, "movies": movies})  # fmt: skip
+    atomic_write_json(
+        path,
+        {
+            "batch": "b000001",
+            "step": step,
+            "backend": "x",
+            "started": 1.0,
+            "finished": 2.0,
+            "movies": movies,
+        },
+    )
     return path
 
 
@@ -138,22 +152,39 @@ def test_a_movie_that_fails_ctf_but_is_picked_counts_as_picked_before_and_after(
     paths = {
         "import": step_json(tmp_path, "import", {"a": ok, "b": ok}),
         "motioncor": step_json(tmp_path, "motioncor", {"a": ok, "b": ok}),
-        "ctffind": step_json(tmp_path, "ctffind", {
-            "a": {**ok, "defocus_u": 1e4, "defocus_v": 1e4},
-            "b": {"ok": False, "time": 3.0, "reason": "no CTF fit"}}),
-        "picking": step_json(tmp_path, "picking", {"a": {**ok, "particles": 4},
-                                                   "b": {**ok, "particles": 40}}),
+        "ctffind": step_json(
+            tmp_path,
+            "ctffind",
+            {
+                "a": {**ok, "defocus_u": 1e4, "defocus_v": 1e4},
+                "b": {"ok": False, "time": 3.0, "reason": "no CTF fit"},
+            },
+        ),
+        "picking": step_json(
+            tmp_path, "picking", {"a": {**ok, "particles": 4}, "b": {**ok, "particles": 40}}
+        ),
         "extract": step_json(tmp_path, "extract", {"a": {**ok, "particles_extracted": 3}}),
-    }  # fmt: skip
+    }
     reader = ProgressReader(tmp_path)
     running = reader.snapshot().counts
-    assert running.steps == {"imported": 2, "motioncor": 2, "ctffind": 1, "picked": 2,
-                             "extracted": 1}  # fmt: skip
+    assert running.steps == {
+        "imported": 2,
+        "motioncor": 2,
+        "ctffind": 1,
+        "picked": 2,
+        "extracted": 1,
+    }
     assert running.totals == {"particles": 44, "particles_extracted": 3}
-    ctx = StepContext(batch="b000001", config={}, workdir=tmp_path,
-                      inputs={"manifest": tmp_path / "batches/b000001.json", **paths},
-                      outputs={"json": tmp_path / "Results/b000001.json",
-                               "summary": tmp_path / "Summary/b000001.json"})  # fmt: skip
+    ctx = StepContext(
+        batch="b000001",
+        config={},
+        workdir=tmp_path,
+        inputs={"manifest": tmp_path / "batches/b000001.json", **paths},
+        outputs={
+            "json": tmp_path / "Results/b000001.json",
+            "summary": tmp_path / "Summary/b000001.json",
+        },
+    )
     results.run(ctx)
     after = reader.snapshot().counts
     assert after.steps == running.steps and after.totals == running.totals  # never goes down
@@ -170,14 +201,20 @@ def test_an_optional_step_failure_is_a_note_and_the_movie_stays_done(tmp_path: P
     copy_workflow(tmp_path)
     write_manifest(tmp_path, [entry("a")], 1)
     ok = {"ok": True, "time": 3.0}
-    paths = {s: step_json(tmp_path, s, {"a": {**ok, "particles": 0}})
-             for s in ("import", "motioncor", "ctffind", "picking")}  # fmt: skip
+    paths = {
+        s: step_json(tmp_path, s, {"a": {**ok, "particles": 0}})
+        for s in ("import", "motioncor", "ctffind", "picking")
+    }
     paths["extract"] = step_json(
         tmp_path, "extract", {"a": {"ok": False, "time": 4.0, "reason": "no particles picked"}}
     )
-    ctx = StepContext(batch="b000001", config={}, workdir=tmp_path,
-                      inputs={"manifest": tmp_path / "batches/b000001.json", **paths},
-                      outputs={"json": tmp_path / "Results/b000001.json"})  # fmt: skip
+    ctx = StepContext(
+        batch="b000001",
+        config={},
+        workdir=tmp_path,
+        inputs={"manifest": tmp_path / "batches/b000001.json", **paths},
+        outputs={"json": tmp_path / "Results/b000001.json"},
+    )
     record = results.run(ctx)["movies"][0]
     assert record["state"] == "done" and record["notes"] == {"extract": "no particles picked"}
     assert record["steps"]["extract"] is False
@@ -217,6 +254,7 @@ def test_no_module_outside_the_declaration_lists_step_names() -> None:
 
 
 def test_declarations_parse_from_each_builtin_rule_file() -> None:
-    found = [s.name for p in sorted((workflow_dir() / "rules").glob("*.smk"))
-             for s in declarations(p)]  # fmt: skip
+    found = [
+        s.name for p in sorted((workflow_dir() / "rules").glob("*.smk")) for s in declarations(p)
+    ]
     assert sorted(found) == sorted(BUILTIN)
