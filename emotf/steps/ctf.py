@@ -58,6 +58,8 @@ def ctf_fields(result: CtfResult, stem: Path, image: str) -> dict[str, Any]:
         "defocus_u": round(result.defocus_u, 2),
         "defocus_v": round(result.defocus_v, 2),
         "defocus_angle": round(result.angle, 3),
+        "defocus": round(0.5 * (result.defocus_u + result.defocus_v), 2),
+        "astigmatism": round(abs(result.defocus_u - result.defocus_v), 2),
         "ctf_score": round(result.score, 5),
         "ctf_resolution": round(res, 3),
     }
