@@ -18,6 +18,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         format=args.format,
         gain=not args.no_gain,
         seed=args.seed,
+        realism=args.realism,
+        detector=args.detector,
+        molecular_weight=args.molecular_weight,
+        size_y=args.size_y,
     )
     truth = simulate_session(
         Path(args.out), params, args.movies, args.corrupt, args.truncated, interval=args.interval
@@ -45,4 +49,15 @@ def register(sub: Any) -> None:
         help="seconds between movies; movies then grow while written, like EPU",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--realism",
+        choices=["ideal", "realistic"],
+        default="ideal",
+        help="ideal: fixed contrast, white gain (fast tests); realistic: contrast from the "
+        "molecular weight, DQE/MTF, dose damage, local motion, ice gradients, carbon edges, "
+        "contamination, structured gain with hot/dead pixels",
+    )
+    p.add_argument("--detector", choices=["K3", "Falcon4i"], default="K3")
+    p.add_argument("--molecular-weight", type=float, default=200.0, help="kDa (realistic)")
+    p.add_argument("--size-y", type=int, default=None, help="rows, when not square")
     p.set_defaults(func=cmd_simulate)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import threading
 import time
@@ -168,9 +169,65 @@ def run_tool(
     return proc
 
 
+_PROGRESS = re.compile(
+    r"~~\(|^\s*\d+(\.\d+)?/\s*[\d?.]+\s*(sec|min|hrs)|^\s*\[?oo\]?\s*$|^\s*\.+\s*$"
+)
+_SOURCE = re.compile(r"^\s*in:\s+\S+,\s*line\s+\d+")
+_CAUSE = re.compile(
+    r"error|fail|cannot|can't|could not|not found|no such|invalid|mismatch|"
+    r"do not match|denied|abort|exception|killed",
+    re.IGNORECASE,
+)
+_FILE = re.compile(
+    r"(?<![\w<])(?:[\w.~-]*/)+[\w.-]+|\b[\w.-]+\.(?:tiff?|mrcs?|eer|star|txt|dm4|gain)\b",
+    re.IGNORECASE,
+)
+
+
+def _meaningful(text: str) -> list[str]:
+    """Lines of a program's output without progress bars, source locations and backtraces."""
+    lines: list[str] = []
+    in_trace = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("=== Backtrace"):
+            in_trace = True
+            continue
+        if in_trace:
+            in_trace = not line.startswith("=====")
+            continue
+        if line and not _PROGRESS.search(line) and not _SOURCE.match(line):
+            lines.append(line)
+    return lines
+
+
+def _after_error_marker(lines: list[str]) -> list[str]:
+    """RELION-style ``ERROR:`` followed by the message on the next line(s)."""
+    found: list[str] = []
+    for i, line in enumerate(lines):
+        if line.upper().startswith("ERROR"):
+            rest = line.split(":", 1)[1].strip() if ":" in line else ""
+            message = rest or (lines[i + 1] if i + 1 < len(lines) else "")
+            if message and not message.upper().startswith("ERROR") and message not in found:
+                found.append(message)
+    return found
+
+
 def error_tail(proc: subprocess.CompletedProcess[str], lines: int = 3) -> str:
-    """A short failure reason from a program's output (its last non-empty lines)."""
-    text = (proc.stderr or "") + "\n" + (proc.stdout or "")
-    useful = [ln.strip() for ln in text.splitlines() if ln.strip() and "~~(" not in ln]
-    tail = " | ".join(useful[-lines:]) if useful else "no output"
-    return f"exit code {proc.returncode}: {tail}"[:500]
+    """A short failure reason naming the cause, as a program reported it.
+
+    Prefer the message after an ``ERROR`` marker, then stderr's last lines that read like a
+    cause, then stdout's; progress bars, source locations and backtraces are dropped, and
+    file names are replaced by ``<file>`` so that movies failing for one cause share one
+    reason (failures are grouped by reason).
+    """
+    err, out = _meaningful(proc.stderr or ""), _meaningful(proc.stdout or "")
+    cause = _after_error_marker(err) or _after_error_marker(out)
+    if not cause:
+        cause = [ln for ln in err if _CAUSE.search(ln)][-lines:] or err[-lines:]
+    if not cause:
+        cause = [ln for ln in out if _CAUSE.search(ln)][-lines:] or out[-lines:]
+    text = " | ".join(dict.fromkeys(_FILE.sub("<file>", ln) for ln in cause)) or "no output"
+    code = proc.returncode
+    status = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    return f"{status}: {text}"[:500]

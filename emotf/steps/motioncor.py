@@ -25,6 +25,7 @@ from .base import (
     run_tool,
     start_output,
 )
+from .gain_check import GainCheckError, GainVerdict, check_after, check_before
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,38 @@ def _relion_argv(ctx: StepContext, star: Path, row: Record, gain: Path | None) -
     return argv
 
 
-def _collect_relion(ctx: StepContext, out: StepOutput, key: str, row: Record) -> bool:
+def gain_verdicts(
+    ctx: StepContext, rows: dict[str, Record], gain: Path | None
+) -> dict[str, GainVerdict]:
+    """Per movie: does the gain (as configured, or its absence) fit the movie's frames?"""
+    acq = ctx.config["acquisition"]
+    verdicts: dict[str, GainVerdict] = {}
+    if not acq.get("gain_check", True):
+        return verdicts
+    rot, flip = int(acq["gain_rot"]), int(acq["gain_flip"])
+    for key, row in rows.items():
+        try:
+            verdicts[key] = check_before(Path(row["movie"]), gain, rot, flip, needs_gain=True)
+        except GainCheckError as exc:
+            verdicts[key] = GainVerdict(False, f"not checked: {exc}", None)
+        if verdicts[key].suspect:
+            log.warning("gain suspect for %s: %s", key, verdicts[key].evidence)
+    return verdicts
+
+
+def _gain_fields(verdict: GainVerdict | None, shifts: list[list[float]]) -> dict[str, Any]:
+    if verdict is None:
+        return {}
+    return check_after(verdict, shifts).fields()
+
+
+def _collect_relion(
+    ctx: StepContext,
+    out: StepOutput,
+    key: str,
+    row: Record,
+    verdict: GainVerdict | None = None,
+) -> bool:
     stem = step_dir(ctx.batch) / Path(row["movie"]).with_suffix("")
     mic, nodw, star = (Path(f"{stem}{s}") for s in (".mrc", "_noDW.mrc", ".star"))
     if not (mic.is_file() and star.is_file()):
@@ -115,31 +147,40 @@ def _collect_relion(ctx: StepContext, out: StepOutput, key: str, row: Record) ->
     except ParseError as exc:
         out.fail(key, f"motion correction output unreadable: {exc}")
         return True
+    fields = motion_fields(result, row, float(ctx.config["motioncor"]["bin_factor"]))
     out.succeed(
         key,
         micrograph=mic.as_posix(),
         micrograph_nodw=(nodw if nodw.is_file() else mic).as_posix(),
         motion_star=star.as_posix(),
-        **motion_fields(result, row, float(ctx.config["motioncor"]["bin_factor"])),
+        **fields,
+        **_gain_fields(verdict, fields["shifts"]),
     )
     return True
 
 
 def _run_relion_group(
-    ctx: StepContext, out: StepOutput, rows: dict[str, Record], tag: str, gain: Path | None
+    ctx: StepContext,
+    out: StepOutput,
+    rows: dict[str, Record],
+    tag: str,
+    gain: Path | None,
+    verdicts: dict[str, GainVerdict],
 ) -> None:
     folder = step_dir(ctx.batch)
     log_path = folder / "relion_run_motioncorr.log"
     star = folder / f"movies_{tag}.star"
     write_movies_star(star, rows, ctx.config["acquisition"])
     proc = run_tool(_relion_argv(ctx, star, next(iter(rows.values())), gain), log_path)
-    missing = {k: r for k, r in rows.items() if not _collect_relion(ctx, out, k, r)}
+    missing = {
+        k: r for k, r in rows.items() if not _collect_relion(ctx, out, k, r, verdicts.get(k))
+    }
     if not missing:
         return
     if len(rows) > 1:  # one bad movie aborts RELION's whole batch: isolate it
         log.info("motion correction of %d movies incomplete; retrying one by one", len(missing))
         for n, (key, row) in enumerate(missing.items()):
-            _run_relion_group(ctx, out, {key: row}, f"{tag}_{n}", gain)
+            _run_relion_group(ctx, out, {key: row}, f"{tag}_{n}", gain, verdicts)
         return
     key = next(iter(missing))
     out.fail(key, f"relion_run_motioncorr failed: {error_tail(proc)}")
@@ -147,11 +188,16 @@ def _run_relion_group(
 
 def run_relion(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> None:
     gain = resolve_gain(ctx.config)
+    verdicts = gain_verdicts(ctx, rows, gain)
     groups: dict[tuple[float, float, float], dict[str, Record]] = defaultdict(dict)
     for key, row in rows.items():
+        verdict = verdicts.get(key)
+        if verdict is not None and verdict.suspect and verdict.residual is None:
+            out.fail(key, f"gain check: {verdict.evidence}")  # size mismatch: RELION would fail
+            continue
         groups[(row["pixel_size"], row["voltage"], row["dose_per_frame"])][key] = row
-    for n, group in enumerate(groups.values()):
-        _run_relion_group(ctx, out, group, f"g{n}", gain)
+    for n, members in enumerate(groups.values()):
+        _run_relion_group(ctx, out, members, f"g{n}", gain, verdicts)
 
 
 def run(ctx: StepContext) -> StepOutput:
