@@ -45,6 +45,9 @@ class EpuMetadata:
     timestamp: str | None = None  # ISO 8601
     grid_square: str | None = None
     foil_hole: str | None = None
+    super_resolution_factor: int | None = None  # CameraSpecificInput SuperResolutionFactor
+    detector: str | None = None  # DetectorCommercialName, e.g. "BioQuantum K3"
+    readout_area: tuple[int, int] | None = None  # camera ReadoutArea (width, height)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +100,33 @@ def _fractions(root: ET.Element) -> int | None:
     return None
 
 
+def _text_of(root: ET.Element, name: str) -> str | None:
+    for elem in root.iter():
+        if _local(elem.tag) == name and elem.text and elem.text.strip():
+            return elem.text.strip()
+    return None
+
+
+def _readout_area(root: ET.Element) -> tuple[int, int] | None:
+    area = next((e for e in root.iter() if _local(e.tag) == "ReadoutArea"), None)
+    if area is None:
+        return None
+    width, height = _find(area, "width"), _find(area, "height")
+    try:
+        return int(width.text or ""), int(height.text or "")  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        return None
+
+
+def _int_or_none(text: str | None, path: Path, field: str) -> int | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        raise MetadataError(f"{path.name}: bad {field} {text!r}") from None
+
+
 def _number(text: str | None, path: Path, field: str) -> float:
     if text is None or not text.strip():
         raise MetadataError(f"{path.name}: missing {field}")
@@ -136,4 +166,86 @@ def parse_movie_xml(path: Path) -> EpuMetadata:
         timestamp=when.text.strip() if when is not None and when.text else None,
         grid_square=grid_square_of(path.as_posix()),
         foil_hole=foil.group(1) if foil else None,
+        super_resolution_factor=_int_or_none(
+            custom.get("SuperResolutionFactor") or _text_of(root, "SuperResolutionFactor"),
+            path,
+            "SuperResolutionFactor",
+        ),
+        detector=custom.get("DetectorCommercialName") or _text_of(root, "DetectorCommercialName"),
+        readout_area=_readout_area(root),
     )
+
+
+# Frames as saved in counting mode (width, height); super-resolution frames are twice as
+# large along each axis. Falcon 3/4/4i have no super-resolution frames (EER sub-pixels are
+# rendered on request, see ``--eer_upsampling``).
+COUNTING_SIZES = {"K3": (5760, 4092), "K2": (3838, 3710)}
+
+
+@dataclass(frozen=True)
+class FramePixelSize:
+    """Pixel size of a movie's saved frames and how it was decided."""
+
+    pixel_size: float  # Å, of the frames as saved
+    super_resolution_factor: int  # frames per physical pixel along an axis (1: counting)
+    rule: str
+    warning: str | None = None
+
+
+def detector_family(name: str | None) -> str | None:
+    text = (name or "").upper()
+    return next((family for family in COUNTING_SIZES if family in text), None)
+
+
+def _ratio(frame: tuple[int, int], reference: tuple[int, int]) -> float | None:
+    """Linear size ratio frame/reference when both axes agree (either orientation)."""
+    for ref in (reference, reference[::-1]):
+        if ref[0] > 0 and ref[1] > 0 and frame[0] * ref[1] == frame[1] * ref[0]:
+            return frame[0] / ref[0]
+    return None
+
+
+def frame_pixel_size(meta: EpuMetadata, nx: int, ny: int) -> FramePixelSize:
+    """Pixel size of the saved frames from the XML *and* the frame size.
+
+    The XML pixel size is the physical (counting) pixel; ``SuperResolutionFactor`` there says
+    what the camera can do, not what was saved. The frame size settles it: compared with the
+    detector's counting size (K3 5760×4092, K2 3838×3710) or else with the XML
+    ``ReadoutArea``, a ratio of 1 means counting frames (XML pixel size), a ratio equal to
+    the super-resolution factor (2 if the XML gives none) means super-resolution frames
+    (XML pixel size / factor). Without either reference the XML pixel size is kept.
+    """
+    xml_factor = meta.super_resolution_factor or 1
+    family = detector_family(meta.detector)
+    refs: list[tuple[str, tuple[int, int]]] = []
+    if family is not None:
+        refs.append((f"{family} counting size", COUNTING_SIZES[family]))
+    if meta.readout_area is not None:
+        refs.append(("XML ReadoutArea", meta.readout_area))
+    sr = xml_factor if xml_factor > 1 else 2
+    for source, ref in refs:
+        ratio = _ratio((nx, ny), ref)
+        where = f"frames {nx}x{ny} vs {source} {ref[0]}x{ref[1]}"
+        if ratio == 1:
+            warning = None
+            if xml_factor > 1:
+                warning = (
+                    f"XML SuperResolutionFactor {xml_factor} but counting-size frames "
+                    f"({where}): frames taken as counting, {meta.pixel_size:.4f} Å"
+                )
+            return FramePixelSize(meta.pixel_size, 1, f"counting: {where}", warning)
+        if ratio == sr:
+            warning = None
+            if xml_factor == 1:
+                warning = (
+                    f"XML has no SuperResolutionFactor but super-resolution frames ({where}):"
+                    f" pixel size {meta.pixel_size:.4f} / {sr} Å"
+                )
+            return FramePixelSize(meta.pixel_size / sr, sr, f"super-resolution: {where}", warning)
+    warning = None
+    if xml_factor > 1:
+        warning = (
+            f"XML SuperResolutionFactor {xml_factor} but frames {nx}x{ny} match no known "
+            f"size of {meta.detector or 'this detector'}: XML pixel size kept"
+        )
+    return FramePixelSize(meta.pixel_size, 1, "XML pixel size (frame size not decisive)", warning)

@@ -2,7 +2,9 @@
 
 Outputs ``Import/<batch>/import.json`` and a RELION ``movies.star`` of the good movies.
 Metadata come from the movie's EPU XML; values EPU does not record (Cs, amplitude contrast,
-gain) and fallbacks for movies without XML come from ``config['acquisition']``.
+gain) and fallbacks for movies without XML come from ``config['acquisition']``. The frames'
+pixel size is decided from the XML and the frame size (K3 super-resolution, see
+:func:`emotf.epu.frame_pixel_size`); ``pixel_size_rule`` records which rule decided it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from ..batches import read_manifest
-from ..epu import MetadataError, grid_square_of, movie_xml_path, parse_movie_xml
-from ..movies import MovieError, probe_movie
+from ..epu import (
+    EpuMetadata,
+    MetadataError,
+    frame_pixel_size,
+    grid_square_of,
+    movie_xml_path,
+    parse_movie_xml,
+)
+from ..movies import MovieError, MovieInfo, probe_movie
 from ..star import write_movies_star
 from .base import StepContext, StepOutput, start_output
 
@@ -23,7 +32,25 @@ log = logging.getLogger(__name__)
 MOVIE_LINK_DIR = "Movies"
 
 
-def _metadata(source: Path, fmt: str, n_frames: int, acquisition: dict[str, Any]) -> dict[str, Any]:
+def _pixel_fields(meta: EpuMetadata, info: MovieInfo, source: Path) -> dict[str, Any]:
+    decided = frame_pixel_size(meta, info.nx, info.ny)
+    if decided.warning:
+        log.warning("%s: %s", source.name, decided.warning)
+    return {
+        "pixel_size": decided.pixel_size,
+        "pixel_size_xml": meta.pixel_size,
+        "pixel_size_rule": decided.rule,
+        "pixel_size_warning": decided.warning,
+        "super_resolution_factor": decided.super_resolution_factor,
+        "xml_super_resolution_factor": meta.super_resolution_factor,
+        "detector": meta.detector,
+    }
+
+
+def _metadata(source: Path, info: MovieInfo, acquisition: dict[str, Any]) -> dict[str, Any]:
+    """Per-movie metadata. For EER ``n_frames`` counts raw EER frames and ``dose_per_frame``
+    is the dose of one raw frame (the motion step groups them, ``eer_grouping``)."""
+    fmt, n_frames = info.format, info.n_frames
     xml = movie_xml_path(source)
     if xml.exists():
         meta = parse_movie_xml(xml)
@@ -34,7 +61,7 @@ def _metadata(source: Path, fmt: str, n_frames: int, acquisition: dict[str, Any]
             )
         dose_per_frame = meta.total_dose / n_frames if n_frames else meta.dose_per_frame
         return {
-            "pixel_size": meta.pixel_size,
+            **_pixel_fields(meta, info, source),
             "voltage": meta.voltage,
             "dose_per_frame": dose_per_frame,
             "total_dose": meta.total_dose,
@@ -49,6 +76,8 @@ def _metadata(source: Path, fmt: str, n_frames: int, acquisition: dict[str, Any]
         )
     return {
         "pixel_size": float(acquisition["pixel_size"]),
+        "pixel_size_rule": "config acquisition.pixel_size (no EPU XML)",
+        "super_resolution_factor": 1,
         "voltage": float(acquisition["voltage"]),
         "dose_per_frame": float(acquisition["dose_per_frame"]),
         "total_dose": float(acquisition["dose_per_frame"]) * n_frames,
@@ -73,7 +102,7 @@ def _link(workdir: Path, key: str, source: Path) -> str:
 def import_movie(ctx: StepContext, out: StepOutput, key: str, source: Path) -> None:
     try:
         info = probe_movie(source)
-        meta = _metadata(source, info.format, info.n_frames, ctx.config["acquisition"])
+        meta = _metadata(source, info, ctx.config["acquisition"])
     except (MovieError, MetadataError) as exc:
         out.fail(key, str(exc))
         return

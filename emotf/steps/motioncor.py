@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..movies import aligned_frame_row, eer_grouping, motion_binning
 from ..parsers.relion import read_motion_star
 from ..records import MotionResult, ParseError
 from ..star import write_micrographs_star, write_movies_star
@@ -80,7 +81,7 @@ def _relion_argv(ctx: StepContext, star: Path, row: Record, gain: Path | None) -
         "--voltage",
         str(row["voltage"]),
         "--dose_per_frame",
-        str(row["dose_per_frame"]),
+        str(aligned_frame_row(row, mc)["dose_per_frame"]),  # EER: per group of raw frames
         "--patch_x",
         str(mc["patches"][0]),
         "--patch_y",
@@ -91,8 +92,11 @@ def _relion_argv(ctx: StepContext, star: Path, row: Record, gain: Path | None) -
     ]
     if mc["dose_weighting"]:
         argv.append("--dose_weighting")
-    if mc["bin_factor"] != 1:
-        argv += ["--bin_factor", str(mc["bin_factor"])]
+    binning = motion_binning(row, mc["bin_factor"])  # × 2 for super-resolution frames
+    if binning != 1:
+        argv += ["--bin_factor", str(binning)]
+    if row["format"] == "eer":
+        argv += ["--eer_grouping", str(eer_grouping(row, mc)), "--eer_upsampling", "1"]
     if gain is not None:
         acq = ctx.config["acquisition"]
         argv += [
@@ -147,7 +151,9 @@ def _collect_relion(
     except ParseError as exc:
         out.fail(key, f"motion correction output unreadable: {exc}")
         return True
-    fields = motion_fields(result, row, float(ctx.config["motioncor"]["bin_factor"]))
+    mc = ctx.config["motioncor"]
+    binning = motion_binning(row, mc["bin_factor"])
+    fields = motion_fields(result, aligned_frame_row(row, mc), binning)
     out.succeed(
         key,
         micrograph=mic.as_posix(),
@@ -189,13 +195,15 @@ def _run_relion_group(
 def run_relion(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> None:
     gain = resolve_gain(ctx.config)
     verdicts = gain_verdicts(ctx, rows, gain)
-    groups: dict[tuple[float, float, float], dict[str, Record]] = defaultdict(dict)
+    groups: dict[tuple[Any, ...], dict[str, Record]] = defaultdict(dict)
     for key, row in rows.items():
         verdict = verdicts.get(key)
         if verdict is not None and verdict.suspect and verdict.residual is None:
             out.fail(key, f"gain check: {verdict.evidence}")  # size mismatch: RELION would fail
             continue
-        groups[(row["pixel_size"], row["voltage"], row["dose_per_frame"])][key] = row
+        same = (row["pixel_size"], row["voltage"], row["dose_per_frame"], row["format"],
+                row.get("super_resolution_factor") or 1)  # fmt: skip
+        groups[same][key] = row
     for n, members in enumerate(groups.values()):
         _run_relion_group(ctx, out, members, f"g{n}", gain, verdicts)
 
@@ -218,11 +226,13 @@ def run(ctx: StepContext) -> StepOutput:
 
             run_motioncor(ctx, out, rows)
     merged = {k: {**rows[k], **v} for k, v in out.ok().items()}
+    default = float(ctx.config["motioncor"]["bin_factor"])
+    binnings = {float(r["binning"]) for r in merged.values()}  # super-resolution: × 2
     write_micrographs_star(
         ctx.outputs["star"],
         merged,
         ctx.config["acquisition"],
-        binning=float(ctx.config["motioncor"]["bin_factor"]),
+        binning=binnings.pop() if len(binnings) == 1 else default,
     )
     out.write(ctx.outputs["json"])
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..movies import motion_binning
 from ..parsers.motioncor import find_motion_result
 from ..parsers.relion import write_motion_star
 from ..records import ParseError
@@ -58,7 +59,7 @@ def _params(ctx: StepContext, row: Record, fmint: Path | None) -> mc.MotionCorPa
         amplitude_contrast=float(acq["amplitude_contrast"]),
         patches=(int(c["patches"][0]), int(c["patches"][1])),
         bfactor=float(c["bfactor"]),
-        bin_factor=float(c["bin_factor"]),
+        bin_factor=motion_binning(row, c["bin_factor"]),  # -FtBin 2 for super-resolution
         gain=resolve_gain(ctx.config),
         gain_flip=int(acq["gain_flip"]),
         gain_rot=int(acq["gain_rot"]),
@@ -85,7 +86,7 @@ def _finish(ctx: StepContext, out: StepOutput, key: str, row: Record, work: Path
     general = {
         "rlnImageSizeZ": len(result.shifts),
         "rlnMicrographMovieName": row["movie"],
-        "rlnMicrographBinning": float(ctx.config["motioncor"]["bin_factor"]),
+        "rlnMicrographBinning": motion_binning(row, ctx.config["motioncor"]["bin_factor"]),
         "rlnMicrographOriginalPixelSize": float(row["pixel_size"]),
         "rlnMicrographDoseRate": float(frames["dose_per_frame"]),
         "rlnMicrographPreExposure": 0.0,
@@ -102,7 +103,7 @@ def _finish(ctx: StepContext, out: StepOutput, key: str, row: Record, work: Path
         micrograph=mic.as_posix(),
         micrograph_nodw=(nodw or mic).as_posix(),
         motion_star=star.as_posix(),
-        **motion_fields(result, frames, float(ctx.config["motioncor"]["bin_factor"])),
+        **motion_fields(result, frames, motion_binning(row, ctx.config["motioncor"]["bin_factor"])),
     )
 
 
