@@ -10,7 +10,9 @@ from types import FrameType
 from typing import Any
 
 from .client import EmhubClient, EmhubError
+from .cluster_task import lsf_handler, slurm_handler
 from .command_task import allowlist, command_handler
+from .frames_task import frames_handler
 from .session_task import session_handler
 from .settings import load_settings
 from .specs import host_specs
@@ -25,7 +27,13 @@ class WorkerShutdown(Exception):
 
 # Task names this worker handles. Anything else ends with an error event. ``command`` runs
 # only names from the facility's allowlist (worker configuration ``commands``).
-REGISTRY: dict[str, HandlerFactory] = {"session": session_handler, "command": command_handler}
+REGISTRY: dict[str, HandlerFactory] = {
+    "session": session_handler,
+    "command": command_handler,
+    "frames": frames_handler,
+    "cluster-slurm": slurm_handler,
+    "cluster-lsf": lsf_handler,
+}
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

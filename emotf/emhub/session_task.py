@@ -1,46 +1,53 @@
-"""The ``session`` task: ``otf`` runs a session's on-the-fly processing, ``stop`` ends it.
+"""The ``session`` task, with the actions EMhub's create-session form and staff queue.
 
-Task args (EMhub adds ``session_id``): ``{"action": "otf", "session_id": N}``, optional
-``"stop": 1`` (stop that session's OTF) or ``{"action": "stop", "session_id": N}``.
+Task args (EMhub adds ``session_id``):
+
+* ``{"action": "otf"}``: the session's on-the-fly processing (below); ``"stop": 1`` stops it.
+* ``{"action": "stop_otf"}`` (the stock name) or ``{"action": "stop"}``: stop that session's
+  running ``otf`` task.
+* ``{"action": "monitor"}``: keep ``extra.raw`` up to date from the raw folder
+  (:mod:`.monitor`).
+* ``{"action": "transfer"}``: move the EPU frames folder to storage (:mod:`.transfer`).
+
+``otf`` waits until ``extra.raw.path`` names an existing folder (a ``transfer`` task sets it
+when it starts), honours ``extra.otf.workflow`` (``none``: no processing, the task ends at
+once) and ``extra.otf.cryolo_model`` (config ``cryolo.model``), and keeps ``extra.otf.status``
+true: ``created`` → ``running`` → ``finished`` / ``stopped`` / ``failed``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from ..config import ConfigError, deep_merge
 from ..ledger import figures, ledger
 from ..otf import FolderNotWritable, OtfOptions, OtfSession, Status
 from ..project import prepare_folder
 from ..stats import session_stats
-from .client import EmhubError, Task
+from .client import Task
+from .extra import send_merged
+from .live_page import ensure_project_db
+from .monitor import MonitorTask
 from .outbox import Outbox
-from .paths import otf_paths
-from .worker import Reporter, TaskError, Worker
+from .paths import MAX_PATH, otf_paths, within_roots
+from .raw_stats import now_text, raw_info
+from .session_common import (
+    StoppableTask,
+    microscope_name,
+    read_config,
+    read_session,
+    session_id_of,
+)
+from .transfer_task import TransferTask
+from .worker import Reporter, TaskError, TaskHandler, Worker
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("otf", "stop")
-
-
-def session_id_of(task: Task) -> int:
-    value = task.args.get("session_id")
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TaskError(
-            f"task {task.id}: session_id must be an integer, got {type(value).__name__}"
-        )
-    try:
-        number = int(value)
-    except ValueError:
-        raise TaskError(
-            f"task {task.id}: session_id {str(value)[:40]!r} is not an integer"
-        ) from None
-    if number <= 0:
-        raise TaskError(f"task {task.id}: session_id must be positive")
-    return number
+ACTIONS = ("otf", "stop_otf", "stop", "monitor", "transfer")
+__all__ = ["ACTIONS", "OtfTask", "StopTask", "session_handler", "session_id_of", "task_event"]
 
 
 def acquisition_overrides(session: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +69,16 @@ def acquisition_overrides(session: dict[str, Any]) -> dict[str, Any]:
     return {"acquisition": out} if out else {}
 
 
+def cryolo_override(otf: dict[str, Any]) -> dict[str, Any]:
+    """``extra.otf.cryolo_model`` (the session's crYOLO model) as a config override."""
+    model = otf.get("cryolo_model")
+    if not isinstance(model, str) or not model.strip():
+        return {}
+    if len(model) > MAX_PATH or "\x00" in model:
+        raise TaskError("extra.otf.cryolo_model is not a valid path")
+    return {"cryolo": {"model": model.strip()}}
+
+
 def task_event(status: Status) -> dict[str, Any]:
     """Progress as an EMhub event. EMhub ends a task at any event holding the key ``done``,
     so the movie counts are named ``movies_done`` / ``movies_failed``."""
@@ -72,7 +89,8 @@ def task_event(status: Status) -> dict[str, Any]:
 
 
 class StopTask:
-    """``action: stop``: stop the running ``otf`` task of the same session."""
+    """``stop_otf`` / ``stop``: stop the running ``otf`` task of the same session (it then
+    sets ``extra.otf.status`` to ``stopped`` and ends)."""
 
     def __init__(self, worker: Worker, task: Task, session_id: int) -> None:
         self.worker, self.task, self.session_id = worker, task, session_id
@@ -91,42 +109,65 @@ class StopTask:
         pass
 
 
-class OtfTask:
-    """A session's OTF processing. Its progress goes through its own :class:`Outbox`, not
-    the worker's per-event reporter."""
+class OtfTask(StoppableTask):
+    """A session's OTF processing. Its progress goes through its own :class:`Outbox`; each
+    ``extra`` update is merged into the session's current values (:mod:`.extra`)."""
 
     def __init__(self, worker: Worker, task: Task, session_id: int) -> None:
-        self.worker, self.task = worker, task
+        super().__init__(worker, task)
         self.session_id = session_id
         self.settings: dict[str, Any] = dict(worker.settings.get("otf", {}))
-        self._stop = threading.Event()
-        self._user_stop = False
         self.otf: OtfSession | None = None
+        self.raw_dir: Path | None = None
         self._last_sent: tuple[float, str] = (0.0, "")
-        self.session: dict[str, Any] = {}
         self.outbox = Outbox(
             lambda event: worker.deliver(task, event),
-            lambda extra: worker.update_extra(self.session_id, extra),
+            self._send_extra,
             name=f"task-{task.id}-outbox",
         )
 
+    def _send_extra(self, extra: dict[str, Any]) -> None:
+        send_merged(self.worker, self.session_id, extra)
+
     def stop(self, user: bool = True) -> None:
-        self._user_stop = self._user_stop or user
-        self._stop.set()
+        super().stop(user)
         if self.otf is not None:
             self.otf.request_stop()
 
-    def _prepare(self) -> OtfSession:
-        client = self.worker.client
-        try:
-            self.session = client.get_session(self.session_id)
-            sessions_config = client.get_config("sessions")
-        except EmhubError as exc:
-            raise TaskError(f"session {self.session_id}: {exc}") from exc
-        raw, out, overrides, profile = otf_paths(
-            self.session, sessions_config, self.settings, self._microscope()
+    # -- preparation -------------------------------------------------------------------------
+    def _wait_for_raw(self) -> dict[str, Any]:
+        """The session, once ``extra.raw.path`` names an existing folder, or when the wait
+        (``otf.raw_wait``, default ``idle_timeout``) is over (then ``otf_paths`` says why)."""
+        roots = list(self.settings.get("raw_roots", []))
+        wait = float(self.settings.get("raw_wait", self.settings.get("idle_timeout", 1800)))
+        poll = float(self.settings.get("poll_interval", 5))
+        deadline = time.time() + wait
+        while True:
+            session = read_session(self.worker, self.session_id)
+            path = ((session.get("extra") or {}).get("raw") or {}).get("path")
+            if isinstance(path, str) and path and len(path) <= MAX_PATH and "\x00" not in path:
+                if within_roots(path, roots, "raw data path").is_dir():
+                    return session
+            if time.time() >= deadline or self.wait(poll):
+                return session
+
+    def _prepare(self, session: dict[str, Any]) -> OtfSession:
+        sessions_config = read_config(self.worker, "sessions")
+        microscope = (
+            microscope_name(self.worker, session) if self.settings.get("microscopes") else None
         )
-        config = prepare_folder(out, raw, {**acquisition_overrides(self.session), **overrides})
+        raw, out, overrides, profile = otf_paths(
+            session, sessions_config, self.settings, microscope
+        )
+        otf_extra = (session.get("extra") or {}).get("otf") or {}
+        overrides = deep_merge(overrides, cryolo_override(otf_extra))
+        try:
+            config = prepare_folder(out, raw, {**acquisition_overrides(session), **overrides})
+        except ConfigError as exc:
+            raise TaskError(str(exc)) from exc
+        ensure_project_db(out)
+        self.raw_dir = raw
+        self.outbox.put("extra", {"otf": {"path": str(out), "status": "created"}})
         options = OtfOptions(
             idle_timeout=float(self.settings.get("idle_timeout", 1800)),
             poll_interval=float(self.settings.get("poll_interval", 5)),
@@ -135,44 +176,53 @@ class OtfTask:
         )
         return OtfSession(out, config, options)
 
-    def _microscope(self) -> str | None:
-        if not self.settings.get("microscopes"):
-            return None
-        names = {r.get("id"): r.get("name") for r in self.worker.client.get_resources()}
-        name = names.get(self.session.get("resource_id"))
-        return str(name) if name else None
-
-    def _extra(self, status: Status, out_dir: Path) -> dict[str, Any]:
-        extra = self.session.get("extra") or {}
-        raw = dict(extra.get("raw") or {})
-        assert self.otf is not None
-        raw.update(self.otf.raw_stats())
-        otf = dict(extra.get("otf") or {})
-        otf.update(path=str(out_dir), status=otf.get("status") or "created")
-        emotf = {**task_event(status), "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    # -- reporting ---------------------------------------------------------------------------
+    def _extra(self, status: Status) -> dict[str, Any]:
+        assert self.otf is not None and self.raw_dir is not None
+        emotf = {**task_event(status), "updated": now_text(), "path": str(self.otf.out_dir)}
         records = self.otf.progress.summaries()
         emotf["stats"] = session_stats(records)
         emotf["figures"] = figures(ledger(self.otf.out_dir, self.otf.progress), records)
-        return {"raw": raw, "otf": otf, "emotf": emotf}
+        return {
+            "raw": raw_info(self.raw_dir),
+            "otf": {"path": str(self.otf.out_dir), "status": status.state},
+            "emotf": emotf,
+        }
 
-    def _publish(self, status: Status, force: bool = False) -> None:
-        """Queue the progress event and the session's ``extra``; never blocks on the server
-        (the outbox delivers them, and keeps the newest while EMhub is down)."""
-        assert self.otf is not None
+    def _publish(self, status: Status) -> None:
+        """Queue a running session's progress event and ``extra``; never blocks on the
+        server. The end of a run is reported once, by :meth:`run` (final event)."""
+        if status.state != "running":
+            return
         event = task_event(status)
         key = repr(sorted(event.items()))
         interval = float(self.settings.get("report_interval", 30))
         last_time, last_key = self._last_sent
-        if not force and key == last_key and time.time() - last_time < interval:
+        if key == last_key and time.time() - last_time < interval:
             return
         self.outbox.put("event", event)
-        self.outbox.put("extra", self._extra(status, self.otf.out_dir))
+        self.outbox.put("extra", self._extra(status))
         self._last_sent = (time.time(), key)
+
+    # -- running -----------------------------------------------------------------------------
+    def _skip(self, session: dict[str, Any]) -> dict[str, Any] | None:
+        otf = (session.get("extra") or {}).get("otf") or {}
+        if str(otf.get("workflow", "")).strip().lower() != "none":
+            return None
+        log.info("session %s: extra.otf.workflow is 'none': no OTF", self.session_id)
+        return {"status": "no otf", "message": "extra.otf.workflow is 'none': no OTF processing"}
 
     def run(self) -> dict[str, Any] | None:
         try:
-            self.otf = self._prepare()
-            if self._stop.is_set():
+            session = read_session(self.worker, self.session_id)
+            skipped = self._skip(session)
+            if skipped is not None:
+                return skipped
+            session = self._wait_for_raw()
+            if self.stopped:
+                return {"status": "stopped"} if self._user_stop else None
+            self.otf = self._prepare(session)
+            if self.stopped:
                 self.otf.request_stop()
             try:
                 status = self.otf.run_loop(self._publish)
@@ -180,23 +230,31 @@ class OtfTask:
                 raise TaskError(str(exc)) from exc
             if status.state == "stopped" and not self._user_stop:
                 return None  # worker shutdown: the task stays pending and resumes later
-            self._publish(status, force=True)
-            # buffered updates first (in order), then the final event
+            self.outbox.put("extra", self._extra(status))
+            # buffered updates first (in order), then the one final event
             if not self.outbox.flush(self.worker.stopping):
                 return None
             return {**task_event(status), "otf_path": str(self.otf.out_dir)}
         except Exception:
+            if self.otf is not None:
+                self.outbox.put(
+                    "extra", {"otf": {"path": str(self.otf.out_dir), "status": "failed"}}
+                )
             self.outbox.flush(self.worker.stopping)  # the last progress, then the error
             raise
         finally:
             self.outbox.close()
 
 
-def session_handler(worker: Worker, task: Task, report: Reporter) -> OtfTask | StopTask:
+def session_handler(worker: Worker, task: Task, report: Reporter) -> TaskHandler:
     action = task.args.get("action")
     if not isinstance(action, str) or action not in ACTIONS:
         raise TaskError(f"unknown session action {str(action)[:60]!r}; known: {', '.join(ACTIONS)}")
     session_id = session_id_of(task)
-    if action == "stop" or task.args.get("stop"):
+    if action in ("stop", "stop_otf") or (action == "otf" and task.args.get("stop")):
         return StopTask(worker, task, session_id)
+    if action == "monitor":
+        return MonitorTask(worker, task, session_id, report)
+    if action == "transfer":
+        return TransferTask(worker, task, session_id, report)
     return OtfTask(worker, task, session_id)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A stand-in for LSF's bsub/bjobs/bkill/badmin/lsclusters/bhist, for testing only.
+"""A stand-in for LSF's bsub/bjobs/bqueues/bkill/badmin/lsclusters/bhist, for testing only.
 
 Real LSF cannot run here. This boundary runs each submitted job locally (detached), answers
 status queries the way LSF does and records every ``bsub`` argv in
@@ -80,7 +80,36 @@ def _state(jobid: str, job: dict) -> str:
         return "EXIT"
 
 
+def _json_jobs(argv: list[str]) -> int:
+    """``bjobs -u all [-q Q] -o "jobid user stat queue job_name exec_host" -json``: LSF's
+    JSON shape ({"COMMAND", "JOBS", "RECORDS": [{"JOBID", ...}]}), unfinished jobs only."""
+    queue = _option(argv, "-q")
+    records = [
+        {"JOBID": jobid, "USER": os.environ.get("USER", "root"), "STAT": state,
+         "QUEUE": job["queue"], "JOB_NAME": job["name"], "EXEC_HOST": "localhost"}
+        for jobid, job in _jobs().items()
+        if (state := _state(jobid, job)) == "RUN" and queue in (None, job["queue"])
+    ]  # fmt: skip
+    print(json.dumps({"COMMAND": "bjobs", "JOBS": len(records), "RECORDS": records}))
+    return 0
+
+
+def bqueues(argv: list[str]) -> int:
+    """``bqueues -o "queue_name status max njobs pend run" -json [QUEUE ...]``."""
+    names = [a for a in argv if not a.startswith("-") and " " not in a] or ["normal", "gpu"]
+    jobs = _jobs()
+    records = []
+    for name in names:
+        running = sum(1 for i, j in jobs.items() if j["queue"] == name and _state(i, j) == "RUN")
+        records.append({"QUEUE_NAME": name, "STATUS": "Open:Active", "MAX": "-",
+                        "NJOBS": str(running), "PEND": "0", "RUN": str(running)})  # fmt: skip
+    print(json.dumps({"COMMAND": "bqueues", "QUEUES": len(records), "RECORDS": records}))
+    return 0
+
+
 def bjobs(argv: list[str]) -> int:
+    if "-json" in argv:
+        return _json_jobs(argv)
     pattern = _option(argv, "-aJ") or ""
     needle = pattern.strip("*")
     for jobid, job in _jobs().items():
@@ -123,6 +152,7 @@ def bhist(argv: list[str]) -> int:
 COMMANDS = {
     "bsub": bsub,
     "bjobs": bjobs,
+    "bqueues": bqueues,
     "bkill": bkill,
     "badmin": badmin,
     "lsclusters": lsclusters,

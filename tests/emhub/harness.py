@@ -199,3 +199,33 @@ class EmhubServer:
     def is_done(self, task_id: str) -> bool:
         history = self.task_history(task_id)
         return bool(history) and "done" in history[-1]
+
+    # -- forms and pages (issue 14) ------------------------------------------------------
+    def update_config(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` (one level deep) into form ``config:<name>`` and save it; EMhub
+        refreshes its Redis copy of the form at once."""
+        forms = self.api("get_forms", {"attrs": ["id", "name", "definition"]})
+        form = next(f for f in forms if f["name"] == f"config:{name}")
+        definition = dict(form["definition"])
+        for key, value in changes.items():
+            old = definition.get(key)
+            both = isinstance(old, dict) and isinstance(value, dict)
+            definition[key] = {**old, **value} if both else value
+        self.api("update_form", {"attrs": {"id": form["id"], "definition": definition}})
+        return definition
+
+    def create_session_attrs(self, attrs: dict[str, Any]) -> int:
+        """``create_session`` with exactly these attrs (booking 1 unless given)."""
+        data = self.api("create_session", {"attrs": {"booking_id": 1, **attrs}})
+        return int(data["session"]["id"])
+
+    def page(self, content_id: str, **params: Any) -> str:
+        """The HTML EMhub renders for a content page (as the browser loads it), logged in as
+        admin; raises if EMhub answers with an error page."""
+        reply = self.admin.get(
+            f"{self.url}/get_content", params={"content_id": content_id, **params}, timeout=60
+        )
+        reply.raise_for_status()
+        if 'id="error-modal-title"' in reply.text:
+            raise RuntimeError(f"EMhub error page for {content_id}: {reply.text[-2000:]}")
+        return reply.text
