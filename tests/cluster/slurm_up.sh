@@ -18,11 +18,12 @@ ACTION=${2:-up}
 ETC=${EMOTF_SLURM_ETC:-/etc/slurm}
 MUNGE_KEY=${EMOTF_MUNGE_KEY:-/etc/munge/munge.key}
 MARK="# Written by emotf tests/cluster/slurm_up.sh for its test cluster; safe to delete."
+MUNGED_PID=/run/munge/emotf-test-munged.pid  # a folder the munge user can write
 mkdir -p "$DIR"/{state,spool,log}
 
 stop() {
   local pidfile pid
-  for pidfile in "$DIR/slurmd.pid" "$DIR/slurmctld.pid" "$DIR/munged.pid"; do
+  for pidfile in "$DIR/slurmd.pid" "$DIR/slurmctld.pid" "$DIR/munged.pid" "$MUNGED_PID"; do
     pid=$(cat "$pidfile" 2>/dev/null || true)
     if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
       for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
@@ -136,7 +137,7 @@ for daemon in slurmctld slurmd; do
 done
 mkdir -p /run/munge && chown munge:munge /run/munge
 if ! { munge -n </dev/null | unmunge >/dev/null; } 2>/dev/null; then
-  su -s /bin/sh munge -c "/usr/sbin/munged --pid-file=$DIR/munged.pid" || /usr/sbin/munged --force
+  su -s /bin/sh munge -c "/usr/sbin/munged --pid-file=$MUNGED_PID" || /usr/sbin/munged --force
 fi
 /usr/sbin/slurmctld -i
 /usr/sbin/slurmd -N localhost
