@@ -162,3 +162,24 @@ def test_symlinked_movies_are_refused_with_a_reason(
     assert scanner.total_seen() == 1 == len(scanner.known)  # a --once run still finishes
     warnings = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(warnings) == 2  # once per movie, not at every scan
+
+
+def test_a_session_never_batches_or_counts_a_symlinked_movie(tmp_path: Path) -> None:
+    """Through OtfSession (no Snakemake run): the symlinked movie is in no manifest, not in
+    the movie count or the raw statistics sent to EMhub, and a --once session still ends."""
+    from emotf.otf import OtfOptions, OtfSession
+    from emotf.project import prepare_folder
+
+    raw, outside, out = tmp_path / "raw", tmp_path / "outside", tmp_path / "out"
+    make_movie(raw, "real")
+    secret = make_movie(outside, "secret", size=7)
+    (raw / "Images-Disc1" / "GridSquare_1" / "Data" / "link_fractions.tiff").symlink_to(secret)
+    config = prepare_folder(out, raw, {"movie_globs": GLOBS, "batches": {
+        "size": 4, "settle_seconds": 1, "tail_seconds": 1}})  # fmt: skip
+    session = OtfSession(out, config, OtfOptions(once=True))
+    session.feed(time.time())
+    keys = [m.key for b in list_batches(out) for m in read_manifest(manifest_path(out, b)).movies]
+    assert keys == ["Images-Disc1/GridSquare_1/Data/real_fractions.tiff"]
+    assert session.status().movies_found == 1
+    assert session.raw_stats()["movies"] == 1 and session.raw_stats()["size"] == 100
+    assert list(session.scanner.refused) == ["Images-Disc1/GridSquare_1/Data/link_fractions.tiff"]
