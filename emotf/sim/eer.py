@@ -239,8 +239,8 @@ class EerSessionSimulator(SessionSimulator):
 
     ``params`` describe the rendered fractions (``n_frames`` of ``pixel_size``): each is split
     into ``group`` raw EER frames on a ``size × upsample`` detector (4096 for size 1024 and
-    upsample 4), pixel ``pixel_size / upsample``. Truth drift is in detector pixels and
-    particles in simulation pixels (micrographs binned by ``upsample``).
+    upsample 4), pixel ``pixel_size / upsample``. Truth drift and particles are in detector
+    pixels, the movie's (micrographs binned by ``upsample`` are in simulation pixels).
     """
 
     def __init__(self, root: Path, params: SimParams, group: int = 8, upsample: int = 4) -> None:
@@ -292,7 +292,7 @@ class EerSessionSimulator(SessionSimulator):
             "defocus_u": defocus.defocus_u,
             "defocus_v": defocus.defocus_v,
             "angle": defocus.angle,
-            "particles": centres.round(2).tolist(),
+            "particles": (centres * u).round(2).tolist(),
             **extra,
         }
         self.truth.write()
