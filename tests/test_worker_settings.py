@@ -51,6 +51,7 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "typo in a key": ({"otf": {"raw_root": ["/data"]}}, "'raw_root' was unexpected"),
     "relative root": ({"otf": {"otf_roots": ["data/otf"]}}, "otf.otf_roots.0"),
     "empty roots": ({"otf": {"raw_roots": []}}, "otf.raw_roots"),
+    "the whole disk": ({"otf": {"raw_roots": ["/data", "//"]}}, "otf.raw_roots.1"),
     "timeout as text": ({"otf": {"idle_timeout": "30 min"}}, "otf.idle_timeout"),
     "scope profile": ({"otf": {"microscopes": {"K1": {"profile": 3}}}}, "microscopes.K1.profile"),
     "scope rule dir": ({"otf": {"microscopes": {"K1": {"rule_dirs": "/r"}}}}, "K1.rule_dirs"),

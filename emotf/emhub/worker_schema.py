@@ -21,8 +21,11 @@ _ABS_PATH: dict[str, Any] = {
 }
 
 
+_ROOT = {**_ABS_PATH, "pattern": "^/[^\x00]*[^/\x00][^\x00]*$"}  # absolute, and not "/"
+
+
 def _abs_paths(description: str) -> dict[str, Any]:
-    return {"type": "array", "minItems": 1, "items": _ABS_PATH, "description": description}
+    return {"type": "array", "minItems": 1, "items": _ROOT, "description": description}
 
 
 _SECONDS: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
@@ -230,6 +233,10 @@ def _message(error: jsonschema.ValidationError) -> str:
     """The problem, without the value when it may be a credential."""
     if any("password" in str(p) for p in error.absolute_path):
         return f"fails {error.validator!r} {error.validator_value!r} (value not shown)"
+    if error.validator == "pattern" and error.validator_value == _ROOT["pattern"]:
+        return f"{str(error.instance)[:200]!r} must be an absolute path other than '/'"
+    if error.validator == "pattern" and error.validator_value == _ABS_PATH["pattern"]:
+        return f"{str(error.instance)[:200]!r} is not an absolute path"
     return error.message[:300]
 
 
