@@ -244,7 +244,7 @@ def test_frames_task_lists_the_frames_root(own_server: EmhubServer, tmp_path: Pa
     starter = _starter(own_server, tmp_path)
     next(starter)(settings={})
     task = own_server.create_task(WORKER, "frames", {"sleep": 1})
-    wait_for(lambda: events_with(own_server, task, "entries"), 60, "a frames event")
+    wait_for(lambda: bool(events_with(own_server, task, "entries")), 60, "a frames event")
     first = events_with(own_server, task, "entries")[0]
     entries = {e["name"]: e for e in json.loads(first["entries"])}
     assert first["maxlen"] == "2" and json.loads(first["usage"])["total"] > 0
@@ -319,7 +319,7 @@ def test_cluster_lsf_task_reports_queues_and_jobs(
     try:
         next(starter)()
         task = own_server.create_task(WORKER, "cluster-lsf", {"queues": ["normal", "gpu"]})
-        wait_for(lambda: events_with(own_server, task, "queues"), 60, "a queues event")
+        wait_for(lambda: bool(events_with(own_server, task, "queues")), 60, "a queues event")
         queues = json.loads(events_with(own_server, task, "queues")[0]["queues"])
         assert set(queues) == {"normal", "gpu"} and queues["gpu"]["run"] == "1"
         assert [j["jobid"] for j in queues["gpu"]["jobs"]] == [jobid]

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ def passes(engine: Transfer, n: int = 2) -> list[tr.Copied]:
     return done
 
 
-def ledger_lines(path: Path) -> list[dict[str, object]]:
+def ledger_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -229,3 +229,18 @@ class EmhubServer:
         if 'id="error-modal-title"' in reply.text:
             raise RuntimeError(f"EMhub error page for {content_id}: {reply.text[-2000:]}")
         return reply.text
+
+    def start_web(self) -> None:
+        """Like :meth:`start`, for tests that drive EMhub's pages in a browser: the instance
+        also gets what the dashboard, sessions list and create-session form need
+        (tests/emhub/web_instance.py)."""
+        self.build()
+        subprocess.run(
+            [str(self.venv / "bin" / "python"), str(HERE / "web_instance.py"),
+             str(self.instance), *self.workers[:1]],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        self.start_redis()
+        self.start_http()
+        for worker in self.workers:
+            self.api("connect_worker", {"attrs": {"worker": worker, "specs": {}}})
