@@ -20,6 +20,7 @@ from emotf.cli import run_session
 from emotf.demo import demo_config
 from emotf.evaluate import evaluate
 from emotf.otf import OtfOptions, Status
+from emotf.pipeline import builtin_pipeline
 from emotf.progress import ProgressReader
 from emotf.sim import SimParams, simulate_session
 
@@ -69,7 +70,7 @@ def test_every_movie_accounted_for(processed: tuple[Path, Path, Status]) -> None
     assert any("truncated" in r for r in reasons)
     for record in records:
         if record["state"] == "done":
-            assert set(record["times"]) == {"import", "motioncor", "ctffind", "picking"}
+            assert set(record["times"]) == set(builtin_pipeline().names)
     # the worker's view: every finished batch has its summary, the same records, slimmed
     assert sorted(p.name for p in (out / "Summary").glob("b*.json")) == sorted(
         p.name for p in (out / "Results").glob("b*.json")
@@ -202,10 +203,32 @@ def test_statistics_and_curation_on_the_session(processed: tuple[Path, Path, Sta
     assert sum(hist["counts"]) == 8 and len(hist["edges"]) == len(hist["counts"]) + 1
     fig = figures(ledger(out), records)
     assert fig["states"] == {"done": 8, "failed": 2}
-    assert fig["latency_found_to_ctf_s"]["p50"] > 0
-    assert fig["particles"] == sum(r["particles"] for r in done)
+    assert fig["latency_found_to_ctffind_s"]["p50"] > 0
+    assert stats["particles"] == sum(r["particles"] for r in done)
     accepted_star = starfile.read(out / "micrographs_accepted.star", always_dict=True)
     assert len(accepted_star["micrographs"]) == 8  # default thresholds keep every good movie
+
+
+def test_extraction_writes_a_session_particles_star(processed: tuple[Path, Path, Status]) -> None:
+    _session, out, status = processed
+    records = [r for r in ProgressReader(out).results() if r["state"] == "done"]
+    assert status.counts["extracted"] == 8 == len(records)
+    extracted = {r["micrograph"]: r["particles_extracted"] for r in records}
+    assert all(0 < extracted[r["micrograph"]] <= r["particles"] for r in records)
+    stars = starfile.read(out / "particles.star", always_dict=True)
+    particles, optics = stars["particles"], stars["optics"]
+    assert len(particles) == sum(extracted.values()) == status.counts["particles_extracted"]
+    assert particles["rlnMicrographName"].value_counts().to_dict() == extracted
+    assert list(optics["rlnOpticsGroup"]) == [1] and set(particles["rlnOpticsGroup"]) == {1}
+    box = int(optics["rlnImageSize"][0])
+    assert box == records[0]["extract_box"]
+    assert abs(float(optics["rlnImagePixelSize"][0]) - records[0]["extract_pixel_size"]) < 1e-3
+    for name in particles["rlnImageName"].head(3):  # stacks RELION can read back
+        index, stack = name.split("@")
+        import mrcfile
+
+        with mrcfile.mmap(out / stack, permissive=True) as mrc:
+            assert mrc.data.shape[-2:] == (box, box) and int(index) <= mrc.data.shape[0]
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")

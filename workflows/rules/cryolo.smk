@@ -7,7 +7,7 @@ emotf_step(
     description="Particle picking: crYOLO (GPU) or RELION's LoG picker (CPU).",
     fields={
         "coordinates": {"star": "rlnMicrographCoordinates"},
-        "particles": {"label": "particles", "unit": "/micrograph", "total": "particles",
+        "particles": {"label": "particles", "unit": "per micrograph", "total": "particles",
                       "summary": True, "stat": True, "histogram": True},
     },
     session_star={
