@@ -1,8 +1,9 @@
 """Faults around the worker, against a real EMhub 1.0.2 + redis-server (see conftest.py).
 
 Each test ends by checking exact movie counts: every movie found is done or failed exactly
-once, in one manifest, with one row in each session STAR file, and the raw folder is
-exactly as the simulator left it.
+once, in one manifest, with one row in each session STAR file, and the raw folder holds
+exactly what the test put there: each session is simulated in a staging folder before the
+worker starts, its snapshot is the expected raw tree, and a thread copies the movies in.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
+import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +25,7 @@ import pytest
 from harness import EmhubServer
 from workerproc import (
     NEEDS_RELION,
+    PARAMS,
     WORKER,
     Factory,
     as_user_prefix,
@@ -33,9 +38,54 @@ from workerproc import (
     wait_for,
 )
 
+from emotf.epu import movie_xml_path
 from emotf.runner import live_snakemake
+from emotf.sim import SimParams, simulate_session
 
 pytestmark = [pytest.mark.slow, NEEDS_RELION]
+
+
+Snapshot = dict[str, tuple[int, int, int, str]]
+
+
+def staged_session(server: EmhubServer, name: str, n_movies: int, interval: float,
+                   seed: int) -> tuple[int, str, Path, threading.Thread, Snapshot]:  # fmt: skip
+    """``new_session``, with the session simulated first in a staging folder outside the raw
+    roots: returns the snapshot the raw folder must have at the end (taken before anything
+    starts) and a thread (not started) that copies one movie in every ``interval`` s: its
+    XML, then the movie under a ``.part`` name (not a movie glob) renamed into place;
+    ``copy2`` keeps every file's mtime, so the final raw tree equals the staged one."""
+    sid, task_id, raw, _writer = new_session(server, name, n_movies, interval, seed)
+    stage = server.raw_root.parent / "staging" / name
+    simulate_session(stage, SimParams(**{**PARAMS.__dict__, "seed": seed}), n_movies)
+    expected = tree_snapshot(stage)
+    movies = sorted(k for k in expected if k.endswith(("_fractions.tiff", "_Fractions.mrc")))
+
+    def copy_in() -> None:
+        for key in movies:
+            xml = movie_xml_path(Path(key)).as_posix()
+            (raw / key).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(stage / xml, raw / xml)
+            shutil.copy2(stage / key, raw / f"{key}.part")
+            os.replace(raw / f"{key}.part", raw / key)
+            time.sleep(interval)  # pacing of the stream, not an assertion
+        for rel, entry in expected.items():  # the rest (ground truth, gain): at the end
+            if stat.S_ISREG(entry[0]) and not (raw / rel).exists():
+                shutil.copy2(stage / rel, raw / rel)
+
+    return sid, task_id, raw, threading.Thread(target=copy_in, daemon=True), expected
+
+
+def assert_raw_is(raw: Path, expected: Snapshot) -> None:
+    """The raw tree holds exactly the staged files, each unmodified (mode, size, mtime,
+    content); folders exist with the same mode (their mtimes are those of the copy)."""
+    after = tree_snapshot(raw)
+    assert sorted(after) == sorted(expected)
+    for rel, entry in expected.items():
+        if stat.S_ISDIR(entry[0]):
+            assert after[rel][0] == entry[0], rel
+        else:
+            assert after[rel] == entry, rel
 
 
 def count(folder: Path, pattern: str = "b*.json") -> int:
@@ -63,7 +113,7 @@ def test_worker_killed_at_three_moments_loses_nothing(
     emhub_server: EmhubServer, worker_factory: Factory
 ) -> None:
     n = 10
-    sid, task_id, raw, writer = new_session(emhub_server, "kill3", n, 1.5, seed=21)
+    sid, task_id, raw, writer, raw_expected = staged_session(emhub_server, "kill3", n, 1.5, 21)
     out = emhub_server.otf_root / "kill3_OTF"
     rng = random.Random(2026)
     moments: list[tuple[str, Callable[[], bool]]] = [
@@ -83,10 +133,9 @@ def test_worker_killed_at_three_moments_loses_nothing(
         assert not emhub_server.is_done(task_id)
         worker = worker_factory()  # the pending task is taken again at start
     writer.join()
-    raw_before = tree_snapshot(raw)
     wait_for(lambda: emhub_server.is_done(task_id), 420, "the task to finish after 3 kills")
     assert_exact(emhub_server, task_id, sid, out, n)
-    assert tree_snapshot(raw) == raw_before
+    assert_raw_is(raw, raw_expected)
     assert worker.alive()
 
 
@@ -102,17 +151,25 @@ def test_emhub_down_two_minutes_processing_goes_on(
     assert worker.proc is not None
     proc = psutil.Process(worker.proc.pid)
     results_before, events_before = count(out / "Results"), len(emhub_server.task_history(task_id))
+    log_before = len(worker.log_text())
     emhub_server.stop_http()
     try:
-        cpu0, t0 = sum(proc.cpu_times()[:2]), time.time()
-        time.sleep(outage)
-        cpu = (sum(proc.cpu_times()[:2]) - cpu0) / (time.time() - t0)
+        cpu0 = sum(proc.cpu_times()[:2])  # the worker's own user+system time (not Snakemake's)
+        time.sleep(outage)  # the length of the outage, not a wait for an outcome
+        cpu_seconds = sum(proc.cpu_times()[:2]) - cpu0
         results_during = count(out / "Results")
         assert len(emhub_server.task_history(task_id)) == events_before  # server really down
     finally:
         emhub_server.start_http()
     assert results_during > results_before  # processing went on while EMhub was down
-    assert cpu < 0.10, f"worker used {cpu:.0%} of a core while the server was down"
+    # A retry loop without backoff (the fault guarded against) keeps a core busy: CPU time
+    # close to the outage's length, and thousands of failed polls. The worker polls with
+    # exponential backoff from 1 s, and its other work (reading progress files every second)
+    # takes a few percent of a core; a quarter of the outage leaves room for a loaded machine
+    # and is still far below a busy loop.
+    assert cpu_seconds < 0.25 * outage, f"worker used {cpu_seconds:.1f} s CPU in {outage:.0f} s"
+    failed_polls = worker.log_text()[log_before:].count("polling failed")
+    assert failed_polls <= outage, f"{failed_polls} failed polls in {outage:.0f} s"
     wait_for(lambda: emhub_server.is_done(task_id), 360, "the task to finish after recovery")
     writer.join()
     assert_exact(emhub_server, task_id, sid, out, n)
@@ -133,7 +190,9 @@ def test_redis_restart_without_persistence_worker_keeps_receiving_tasks(
         wait_for(lambda t=task_id: emhub_server.is_done(t), 180, f"task {task_id} after restart")
         errors = [e for e in emhub_server.task_history(task_id) if "error" in e]
         assert len(errors) == 1, errors  # handled exactly once
-    time.sleep(5)  # and a task created once the worker is back in its new group
+    # the worker saw its group gone and connected again (the event, in its log); a task
+    # created now reaches it through the new group
+    wait_for(lambda: "NOGROUP" in worker.log_text(), 60, "the worker to notice NOGROUP")
     later = emhub_server.create_task(WORKER, "session", {"action": "nope", "session_id": 900004})
     wait_for(lambda: emhub_server.is_done(later), 120, "a task after reconnecting")
     assert len([e for e in emhub_server.task_history(later) if "error" in e]) == 1
@@ -143,7 +202,7 @@ def test_redis_restart_without_persistence_worker_keeps_receiving_tasks(
 def test_read_only_processing_folder_ends_the_task_with_a_clear_error(
     emhub_server: EmhubServer, worker_factory: Factory
 ) -> None:
-    sid, task_id, raw, writer = new_session(emhub_server, "rofs", 8, 3.0, seed=23)
+    sid, task_id, raw, writer, raw_expected = staged_session(emhub_server, "rofs", 8, 3.0, 23)
     out = emhub_server.otf_root / "rofs_OTF"
     writer.start()
     worker = worker_factory(idle_timeout=30, prefix=as_user_prefix())
@@ -155,14 +214,12 @@ def test_read_only_processing_folder_ends_the_task_with_a_clear_error(
     try:
         wait_for(lambda: emhub_server.is_done(task_id), 240, "the task to end")
         writer.join()
-        raw_before = tree_snapshot(raw)
         final = last_event(emhub_server, task_id)
         assert "not writable" in final.get("error", ""), final
         assert str(out) in final["error"] and "stack" not in final
         assert worker.alive()
         assert not live_snakemake(out)
-        time.sleep(3)
-        assert tree_snapshot(raw) == raw_before  # raw data untouched
+        assert_raw_is(raw, raw_expected)  # raw data untouched
         assert all((out / "Results" / name).is_file() for name in results)  # nothing lost
         assert len(list(raw.rglob("*_fractions.tiff"))) == 8
     finally:
