@@ -1,4 +1,4 @@
-"""A real EER movie and .gain reference through the MotionCor3 backend (recording stand-in).
+"""MotionCor3 backend (recording stand-in): a real EER movie + .gain, a super-resolution movie.
 
 MotionCor3 needs a GPU: it is replaced at the process boundary by tests/fakes/fake_motioncor.py,
 which checks the options as MotionCor3 reads them and counts the movie's EER frames.
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import starfile
+import tifffile
 
 from emotf.config import build_config
 from emotf.movies import probe_movie
@@ -67,3 +68,35 @@ def test_eer_with_gain_gets_ineer_fmintfile_and_gain(
     assert len(out.movies["m"]["shifts"]) == 5  # 60 raw frames in groups of 12
     general = starfile.read(out.movies["m"]["motion_star"], always_dict=True)["general"]
     assert general["rlnMicrographDoseRate"] == pytest.approx(0.24)  # per aligned frame
+
+
+def test_super_resolution_movie_gets_ftbin_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(tmp_path / "bin")
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TOOLS_LOG", str(calls))
+    movie = tmp_path / "raw" / "FoilHole_1_Data_2_3_4_fractions.tiff"
+    movie.parent.mkdir(parents=True)
+    tifffile.imwrite(movie, np.zeros((6, 32, 32), np.uint8), photometric="minisblack")
+    work = tmp_path / "otf"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    config = build_config({"session_dir": str(tmp_path), "motioncor": {"backend": "motioncor3"}})
+    ctx = StepContext(batch="b000001", config=config, inputs={}, outputs={}, threads=1,
+                      gpus=["0"])  # fmt: skip
+    row = {"movie": f"Movies/{movie.name}", "source": str(movie), "format": "tiff",
+           "n_frames": 6, "pixel_size": 0.53, "voltage": 300.0, "dose_per_frame": 1.0,
+           "super_resolution_factor": 2}  # fmt: skip
+    out = start_output(ctx, "motioncor", "motioncor3")
+    run_motioncor(ctx, out, {"m": row})
+    assert out.movies["m"]["ok"], out.movies["m"]
+    (call,) = [
+        c for c in map(json.loads, calls.read_text().splitlines()) if c["tool"] == "MotionCor3"
+    ]
+    argv = call["argv"]
+    assert argv[argv.index("-PixSize") + 1] == "0.53" and argv[argv.index("-FtBin") + 1] == "2"
+    assert out.movies["m"]["binning"] == 2.0  # micrograph pixel 1.06 Å downstream
+    general = starfile.read(out.movies["m"]["motion_star"], always_dict=True)["general"]
+    assert general["rlnMicrographBinning"] == pytest.approx(2.0)
