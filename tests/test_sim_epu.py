@@ -117,3 +117,39 @@ def test_xml_errors(tmp_path: Path) -> None:
     assert movie_xml_path(Path("d/FoilHole_1_Data_2_3_4_EER.eer")) == Path(
         "d/FoilHole_1_Data_2_3_4.xml"
     )
+
+
+def test_realistic_level_records_what_scoring_needs(tmp_path: Path) -> None:
+    params = SimParams(size=384, n_frames=6, realism="realistic", detector="Falcon4i",
+                       format="mrc", carbon_fraction=1.0, seed=8)  # fmt: skip
+    simulate_session(tmp_path / "r", params, 1)
+    truth = json.loads((tmp_path / "r" / "ground_truth.json").read_text())
+    assert truth["realism"] == "realistic" and truth["detector"] == "Falcon4i"
+    assert truth["gain_info"]["dead_pixels"] > 0 and truth["gain_info"]["hot_pixels"] >= 0
+    # contrast from the molecular weight: 200 kDa → ~78 Å, ~0.054 rad at 300 kV
+    assert truth["particle_diameter"] == pytest.approx(78, abs=2)
+    assert truth["particle_phase"] == pytest.approx(0.054, abs=0.004)
+    (movie,) = truth["movies"].values()
+    for field in ("bfactor", "ice_thickness", "ice_gradient", "contamination", "local_motion"):
+        assert field in movie
+    assert 0 < movie["carbon"]["fraction"] < 1
+    (cx, cy), radius = movie["carbon"]["hole_centre"], movie["carbon"]["hole_radius"]
+    assert movie["particles"]
+    for x, y in movie["particles"]:  # particles sit in the hole's ice, never on the carbon
+        assert np.hypot(x - cx, y - cy) < radius
+    gain = mrcfile.read(tmp_path / "r" / "gain.mrc")
+    assert (gain == 0).sum() == truth["gain_info"]["dead_pixels"]  # defects marked in the gain
+    with mrcfile.open(tmp_path / "r" / next(iter(truth["movies"]))) as mrc:
+        frames = mrc.data.view(np.uint8)
+    assert np.all(frames[:, gain == 0] == 0)  # dead pixels never count
+    # fewer counts than the dose: DQE(0) < 1 and zero-loss attenuation by the ice
+    assert 0.5 * 1.5 < frames.mean() < 0.9 * 1.5
+
+
+def test_dose_damage_follows_the_critical_exposure() -> None:
+    from emotf.sim.realism import critical_exposure, damage_filter
+
+    # Grant & Grigorieff 2015: Nₑ(1/4 Å) = 0.245·4^1.665 + 2.81 = 5.27 e/Å² at 300 kV
+    assert float(critical_exposure(np.array(0.25), 300.0)) == pytest.approx(5.27, abs=0.01)
+    fade = damage_filter((64, 64), 1.0, 20.0, 300.0)
+    assert fade[0, 1] > 0.9 > fade[0, 16]  # low resolution survives 20 e/Å², 4 Å does not
