@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..movies import motion_binning
+from ..movies import aligned_frame_row, eer_grouping, motion_binning
 from ..parsers.motioncor import find_motion_result
 from ..parsers.relion import write_motion_star
 from ..records import ParseError
@@ -31,7 +31,7 @@ def _fmint_file(ctx: StepContext, row: Record, work: Path) -> Path | None:
     own frame count), ``<raw frames> <group> <dose per raw frame>``."""
     if row["format"] != "eer":
         return None
-    group = int(ctx.config["motioncor"]["eer_grouping"])
+    group = eer_grouping(row, ctx.config["motioncor"])
     lines = mc.fmint_lines(int(row["n_frames"]), group, float(row["dose_per_frame"]))
     path = work / "fmint.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -42,10 +42,8 @@ def _frame_row(ctx: StepContext, row: Record) -> Record:
     """``row`` with the frames MotionCor aligns and the dose of each: for EER, ``n // group``
     rendered frames (MotionCor spreads the remainder over the last ones) of ``group`` raw
     frames' dose; otherwise the movie's own (emotf passes ``-Throw 0 -Trunc 0``)."""
-    if row["format"] != "eer":
-        return row
-    group = int(ctx.config["motioncor"]["eer_grouping"])
-    return {**row, "dose_per_frame": float(row["dose_per_frame"]) * group,
+    group = eer_grouping(row, ctx.config["motioncor"])
+    return {**aligned_frame_row(row, ctx.config["motioncor"]),
             "n_frames": int(row["n_frames"]) // group}  # fmt: skip
 
 
@@ -95,7 +93,7 @@ def _finish(ctx: StepContext, out: StepOutput, key: str, row: Record, work: Path
         "rlnMotionModelVersion": 0,
     }
     if row["format"] == "eer":
-        general["rlnEERGrouping"] = int(ctx.config["motioncor"]["eer_grouping"])
+        general["rlnEERGrouping"] = eer_grouping(row, ctx.config["motioncor"])
         general["rlnEERUpsampling"] = 1
     write_motion_star(star, result, general)
     out.succeed(
