@@ -120,7 +120,7 @@ def test_xml_errors(tmp_path: Path) -> None:
 
 
 def test_realistic_level_records_what_scoring_needs(tmp_path: Path) -> None:
-    params = SimParams(size=384, n_frames=6, realism="realistic", detector="Falcon4i",
+    params = SimParams(size=768, n_frames=4, realism="realistic", detector="Falcon4i",
                        format="mrc", carbon_fraction=1.0, seed=8)  # fmt: skip
     simulate_session(tmp_path / "r", params, 1)
     truth = json.loads((tmp_path / "r" / "ground_truth.json").read_text())
