@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from emotf.parsers.cryolo import read_cbox, read_cryolo_star, read_eman_box
+from emotf.parsers.motioncor import parse_aln, parse_full_log
 from emotf.tools import ctffind as cf
 from emotf.tools import motioncor as mc
 
@@ -103,6 +105,11 @@ def test_motioncor3_refuses_and_names_logs_like_motioncor3(tmp_path: Path) -> No
         "movie-000001-Patch-Frame.log", "movie-000001-Patch-Full.log",
         "movie-000001-Patch-Patch.log"]  # fmt: skip
     assert sorted(f.name for f in out.iterdir()) == ["movie-000001.mrc", "movie-000001_DW.mrc"]
+    aln = tmp_path / "aln"
+    aln.mkdir()
+    assert run(tmp_path / "bin", "MotionCor3", [*argv, "-OutAln", f"{aln}/"]).returncode == 0
+    from_aln = parse_aln(aln / "movie-000001.aln", 5)  # emotf's parser reads what it wrote
+    assert from_aln.shifts == parse_full_log(logs / "movie-000001-Patch-Full.log", 5).shifts
     one = movies / "movie-000001.tiff"  # MotionCor2 <= 1.5 style, with -LogFile:
     single = mc.single_argv("x", "tiff", one, out / "a.mrc", logs / "a", p)[1:]
     refused = {
@@ -127,8 +134,13 @@ def test_cryolo_refuses_bad_options_and_inputs(tmp_path: Path) -> None:
     base = ["-c", str(config), "-w", str(model), "-i", f"{mics}/", "-o", str(tmp_path / "o")]
     assert run(tmp_path / "bin", "cryolo_predict.py", [*base, "-t", "0.3"]).returncode == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["CBOX", "DISTR", "EMAN", "STAR"]
-    eman = (tmp_path / "o" / "EMAN" / "mic-000001.box").read_text().splitlines()
-    assert len(eman) == 2  # confidence 0.9 and 0.5 pass -t 0.3; the CBOX keeps all three
+    folder = tmp_path / "o"  # emotf's parsers read each file: the CBOX keeps all three boxes
+    assert len(read_cbox(folder / "CBOX" / "mic-000001.cbox")) == 3
+    star, eman = (
+        read_cryolo_star(folder / "STAR" / "mic-000001.star"),
+        read_eman_box(folder / "EMAN" / "mic-000001.box"),
+    )
+    assert [(p.x, p.y) for p in star] == [(p.x, p.y) for p in eman] == [(30.0, 40.0), (80.0, 40.0)]
     refused = {
         "unknown option": [*base, "--no-such"],
         "missing weights": [*base[:3], str(tmp_path / "none.h5"), *base[4:]],

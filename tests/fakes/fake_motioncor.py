@@ -149,9 +149,11 @@ def write_logs(prefix: str, n: int, patches: tuple[int, int]) -> None:
     Path(f"{prefix}-Patch-Frame.log").write_text(f"{info}# Shifts are listed per frame.\n\n")
 
 
-def write_aln(path: Path, n: int) -> None:
+def write_aln(path: Path, n: int, patches: tuple[int, int]) -> None:
     rows = "".join(f"{i:6d}  {x:+8.3f}  {y:+8.3f}\n" for i, (x, y) in enumerate(shifts(n)))
-    path.write_text(f"setting\n#    Global Shift\n#---------------------\nglobalShift\n"
+    head = (f"setting\n   stackSize: 256 256 {n} 1\n   patches: {patches[0]} {patches[1]} 0\n"
+            "   throw: 0 0\n")  # fmt: skip
+    path.write_text(f"{head}#    Global Shift\n#---------------------\nglobalShift\n"
                     f"   stackID 0\n{rows}")  # fmt: skip
 
 
@@ -174,7 +176,8 @@ def run(argv: list[str]) -> int:
             folder = opts["-LogDir"][0].rstrip("/") + "/"
             write_logs(folder + _cut_ext(movie.name), n, patches)
         if opts.get("-OutAln"):
-            write_aln(Path(opts["-OutAln"][0]) / f"{movie.name.rsplit('.', 1)[0]}.aln", n)
+            aln = Path(opts["-OutAln"][0]) / f"{movie.name.rsplit('.', 1)[0]}.aln"
+            write_aln(aln, n, patches)
     return 0
 
 
