@@ -1,7 +1,7 @@
 """CTFFIND4 / CTFFIND5: the stdin answers, in the order the program asks, and its argv/env.
 
 CTFFIND is interactive: it is started as ``[exe]`` (plus ``--amplitude-spectrum-input`` when
-given a power spectrum, ``--omp-num-threads N``) with ``LC_ALL=C`` so that numbers are read
+given a power spectrum, ``-j N`` threads) with ``LC_ALL=C`` so that numbers are read
 with a decimal point, and it reads one answer per line from stdin:
 
 input, diagnostic output, pixel size, kV, Cs, amplitude contrast, box, min res, max res,
