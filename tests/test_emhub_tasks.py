@@ -156,18 +156,18 @@ def test_transfer_moves_the_frames_and_otf_runs_on_the_destination(
 
 
 @NEEDS_RELION
-def test_monitor_and_otf_keep_what_staff_wrote(server: EmhubServer, start_worker: Start) -> None:
-    raw = server.raw_root / "mon1"
+def test_otf_keeps_what_staff_wrote_and_closes_once(
+    server: EmhubServer, start_worker: Start
+) -> None:
+    """Issue 17 item 9 (staff edits survive) and issue 13 item 0b (one closing event)."""
+    raw = server.raw_root / "staff1"
     simulate_session(raw, SMALL, 2)
     sid = server.create_session_attrs({
-        "name": "mon1", "extra": {"raw": {"path": str(raw)}, "otf": {"workflow": "emotf"}},
-        "tasks": [[WORKER, {"action": "monitor"}], [WORKER, {"action": "otf"}]],
+        "name": "staff1", "extra": {"raw": {"path": str(raw)}, "otf": {"workflow": "emotf"}},
+        "tasks": [[WORKER, {"action": "otf"}]],
     })  # fmt: skip
-    monitor_id, otf_id = task_of(server, sid, "monitor"), task_of(server, sid, "otf")
+    otf_id = task_of(server, sid, "otf")
     start_worker(idle_timeout=20)
-    wait_for(lambda: server.is_done(monitor_id), 60, "the monitor task")
-    scan = last_event(server, monitor_id)
-    assert int(scan["movies"]) == 2 and int(scan["files_total"]) == raw_info(raw)["files_total"]
     wait_for(lambda: any(e.get("status") == "running" for e in server.task_history(otf_id)),
              120, "the otf task running")  # fmt: skip
     extra = server.get_session(sid)["extra"]  # staff edit the session meanwhile
@@ -176,10 +176,31 @@ def test_monitor_and_otf_keep_what_staff_wrote(server: EmhubServer, start_worker
         "otf": {**extra["otf"], "comment": "check defocus"}}}})  # fmt: skip
     wait_for(lambda: server.is_done(otf_id), 300, "the otf task")
     extra = server.get_session(sid)["extra"]
-    assert extra["raw"]["note"] == "grid 2 cracked" and extra["otf"]["comment"] == "check defocus"
+    assert extra["raw"].get("note") == "grid 2 cracked"
+    assert extra["otf"].get("comment") == "check defocus"
+    assert closing_events(server.task_history(otf_id)) == [last_event(server, otf_id)]
     assert extra["otf"]["status"] == "finished" and extra["otf"]["workflow"] == "emotf"
     assert extra["raw"]["movies"] == 2 and extra["raw"]["files"] == raw_info(raw)["files"]
-    assert closing_events(server.task_history(otf_id)) == [last_event(server, otf_id)]
+
+
+def test_monitor_scans_repeat_times_every_sleep(server: EmhubServer, start_worker: Start) -> None:
+    raw = server.raw_root / "mon1"
+    simulate_session(raw, SMALL, 2)
+    sid = server.create_session_attrs(
+        {"name": "mon1", "extra": {"raw": {"path": str(raw)}, "otf": {}}, "tasks": []}
+    )
+    args = {"action": "monitor", "session_id": sid, "repeat": 2, "sleep": 1}
+    task = server.create_task(WORKER, "session", args)
+    start_worker()
+    wait_for(lambda: server.is_done(task), 60, "the monitor task")
+    history = [e for e in server.task_history(task) if "movies" in e]
+    assert len(history) == 2 and "done" not in history[0] and "done" in history[1]
+    info = raw_info(raw)
+    assert history[1]["movies"] == "2" and history[1]["files_total"] == str(info["files_total"])
+    assert history[1]["sizeH"] == info["sizeH"] and "files" not in history[1]
+    extra = server.get_session(sid)["extra"]
+    assert extra["raw"]["files"] == info["files"] and extra["raw"]["path"] == str(raw)
+    assert extra["raw"]["first_movie"] and extra["updated"]
 
 
 @NEEDS_RELION
