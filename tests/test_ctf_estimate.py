@@ -71,3 +71,14 @@ def test_ctffind_format_files_round_trip(tmp_path: Path) -> None:
     assert avrot.shape[:2] == (1, 6) and np.all(np.diff(avrot[0, 0]) > 0)
     with mrcfile.open(tmp_path / "out" / "mic.ctf") as diag:
         assert diag.data.ndim == 3
+
+
+def test_uncertainty_from_disjoint_tiles_grows_with_noise() -> None:
+    rng = np.random.default_rng(3)
+    truth = Aberrations.astigmatic(15000, 600, 30, voltage_kv=300.0, cs_mm=2.7)
+    phase = rng.normal(0.0, 0.07, (1024, 1024))
+    clean = np.clip(np.fft.irfft2(clean_image_ft(phase, 1.0, truth, 80.0), s=phase.shape), 0, None)
+    good = estimate_ctf(rng.poisson(clean * 25.0).astype(float), 1.0, OPTICS)
+    poor = estimate_ctf(rng.poisson(clean * 2.0).astype(float), 1.0, OPTICS)
+    assert good.uncertainty is not None and poor.uncertainty is not None
+    assert good.uncertainty < 150 and poor.uncertainty > good.uncertainty

@@ -95,6 +95,13 @@ def run_on_file(
     micrograph: Path, out_stem: Path, pixel_size: float, optics: Optics, params: CtfSearch
 ) -> CtfResult:
     """Estimate the CTF of an MRC micrograph; write ``<stem>.txt/_avrot.txt/.ctf``."""
+    return estimate_file(micrograph, out_stem, pixel_size, optics, params).result
+
+
+def estimate_file(
+    micrograph: Path, out_stem: Path, pixel_size: float, optics: Optics, params: CtfSearch
+) -> CtfEstimate:
+    """As ``run_on_file``, returning the whole estimate (with its uncertainty)."""
     with mrcfile.open(micrograph, permissive=True) as mrc:
         image = np.asarray(mrc.data, dtype=np.float64)
     if image.ndim == 3 and image.shape[0] == 1:
@@ -105,4 +112,4 @@ def run_on_file(
     _atomic_text(Path(f"{out_stem}.txt"), ctffind_txt([estimate.result], header))
     _atomic_text(Path(f"{out_stem}_avrot.txt"), ctffind_avrot([estimate], header))
     write_diagnostic(Path(f"{out_stem}.ctf"), estimate.diagnostic)
-    return estimate.result
+    return estimate

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.optimize import minimize
 
 from ..records import CtfResult
@@ -48,6 +49,8 @@ class CtfEstimate:
     pixel_size: float  # working pixel size of the fit (Å)
     avrot: FloatArray  # (6, n): freq, rot. avg (no astig), EPA, CTF² fit, FRC, 2σ noise
     diagnostic: FloatArray = field(repr=False)  # spectrum (left) | fit (right)
+    uncertainty: float | None = None  # Å: half the U/V disagreement of two disjoint tile sets
+    angle_uncertainty: float | None = None  # degrees, same way (meaningful when astigmatic)
 
 
 def _ncc(a: FloatArray, b: FloatArray, axis: int = -1) -> FloatArray:
@@ -190,6 +193,27 @@ def _avrot(
     return np.vstack([freq, np.nan_to_num(rot), np.nan_to_num(epa), fit, frc, noise]), resolution
 
 
+def half_set_uncertainty(
+    spec: Spectrum, mask: NDArray[np.bool_], optics: Optics, best: Defocus
+) -> tuple[float | None, float | None]:
+    """Refit on two halves of the tiles; half their disagreement estimates the noise-driven
+    error of the full fit. The halves refine from the full fit, so a gross failure (a wrong
+    optimum both halves share) is not caught here: the score and fit resolution remain the
+    signal for that. Halves overlap at their borders (50 % tiles), so this is a lower bound."""
+    if spec.halves is None or spec.n_tiles < 4:
+        return None, None
+    period = ring_period(optics.wavelength, best.mean)
+    fits = []
+    for half in spec.halves:
+        part = Spectrum(half, spec.pixel_size, spec.k2, spec.theta, spec.n_tiles // 2)
+        norm = normalised_spectrum(part, period)
+        fits.append(refine_2d(norm[mask], spec.k2[mask], spec.theta[mask], optics, best)[0])
+    a, b = fits
+    defocus = 0.5 * max(abs(a.u - b.u), abs(a.v - b.v))
+    d = abs(a.angle - b.angle) % 180.0
+    return defocus, 0.5 * min(d, 180.0 - d)
+
+
 def estimate_ctf(
     image: np.ndarray, pixel_size: float, optics: Optics, params: CtfSearch | None = None
 ) -> CtfEstimate:
@@ -214,7 +238,8 @@ def estimate_ctf(
         np.arange(fit2d.shape[1])[None, :] < fit2d.shape[1] // 2, np.clip(norm, -3, 3) / 3.0, fit2d
     )
     result = CtfResult(best.u, best.v, best.angle, 0.0, score, resolution)
-    return CtfEstimate(result, spec.pixel_size, avrot, diagnostic)
+    spread, angle_spread = half_set_uncertainty(spec, mask, optics, best)
+    return CtfEstimate(result, spec.pixel_size, avrot, diagnostic, spread, angle_spread)
 
 
 __all__ = ["CtfError", "CtfEstimate", "CtfSearch", "estimate_ctf"]

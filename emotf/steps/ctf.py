@@ -13,7 +13,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..ctf import CtfSearch, run_on_file
+from ..ctf import CtfSearch
+from ..ctf.ctffind_format import estimate_file
 from ..ctf.model import Optics
 from ..parsers.ctffind import ice_ring_density, read_avrot, read_ctffind_txt
 from ..records import CtfResult, ParseError
@@ -68,9 +69,18 @@ def ctf_fields(result: CtfResult, stem: Path, image: str) -> dict[str, Any]:
     return fields
 
 
-def _estimate_one(args: tuple[str, str, float, Optics, CtfSearch]) -> CtfResult:
+def _estimate_one(
+    args: tuple[str, str, float, Optics, CtfSearch],
+) -> tuple[CtfResult, dict[str, float | None]]:
     mic, stem, pixel_size, optics, params = args
-    return run_on_file(Path(mic), Path(stem), pixel_size, optics, params)
+    est = estimate_file(Path(mic), Path(stem), pixel_size, optics, params)
+    quality = {
+        "ctf_uncertainty": None if est.uncertainty is None else round(est.uncertainty, 1),
+        "ctf_angle_uncertainty": None
+        if est.angle_uncertainty is None
+        else round(est.angle_uncertainty, 2),
+    }
+    return est.result, quality
 
 
 def _ice(stem: Path) -> float | None:
@@ -99,12 +109,15 @@ def run_emotf(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> Non
         for key, future in futures.items():
             stem = Path(jobs[key][1])
             try:
-                result = future.result()
+                result, quality = future.result()
             except Exception as exc:  # one bad micrograph never fails the batch
                 out.fail(key, f"CTF estimation failed: {exc}")
                 continue
             out.succeed(
-                key, ice_ring_density=_ice(stem), **ctf_fields(result, stem, f"{stem}.ctf:mrc")
+                key,
+                ice_ring_density=_ice(stem),
+                **ctf_fields(result, stem, f"{stem}.ctf:mrc"),
+                **quality,
             )
 
 
