@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from scripted_server import Script, scripted_server
 
 from emotf.emhub.client import (
     EmhubAuthError,
@@ -22,51 +19,11 @@ from emotf.emhub.client import (
     flatten_event,
 )
 
-Reply = tuple[int, Any, float]  # status, JSON body, delay before answering
-
-
-class Script:
-    def __init__(self) -> None:
-        self.replies: dict[str, list[Reply]] = {}
-        self.calls: list[tuple[str, Any]] = []
-
-    def on(self, endpoint: str, *replies: Reply) -> None:
-        self.replies[endpoint] = list(replies)
-
-    def next(self, endpoint: str) -> Reply:
-        queue = self.replies.get(endpoint) or [(200, {"error": "unscripted"}, 0.0)]
-        return queue.pop(0) if len(queue) > 1 else queue[0]
-
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, Script]]:
-    script = Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            endpoint = self.path.rsplit("/", 1)[-1]
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            script.calls.append((endpoint, body))
-            status, reply, delay = script.next(endpoint)
-            time.sleep(delay)
-            data = json.dumps(reply).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", script
-    httpd.shutdown()
+    with scripted_server() as scripted:
+        yield scripted
 
 
 def make_client(url: str, sleeps: list[float], **kwargs: Any) -> EmhubClient:

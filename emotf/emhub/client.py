@@ -4,7 +4,12 @@ Every call is ``POST /api/<name>`` with a JSON body. EMhub reports server-side f
 HTTP 200 with ``{"error": "..."}``; those raise :class:`EmhubError` (or
 :class:`EmhubReconnectNeeded` when Redis lost the worker's stream/group). Transport errors,
 timeouts and 5xx replies are transient: they are retried with bounded exponential backoff,
-then raised as :class:`EmhubUnavailable`. Credentials are never logged.
+then raised as :class:`EmhubUnavailable`. A failure after the request may have reached the
+server (read timeout, reply cut off, 5xx) is :class:`EmhubUncertain`: callers that must not
+send something twice (a task's final event) ask for no blind resend. Credentials are never
+logged, and text from the server is passed through :func:`clean` before it is.
+
+Replies listing tasks are parsed by :mod:`emotf.emhub.tasks` (bounded, never raising).
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
+from .safe_text import clean
+from .tasks import Task, tasks_of
+
+__all__ = ["EmhubClient", "EmhubError", "EmhubUnavailable", "EmhubUncertain", "Task", "clean"]
 log = logging.getLogger(__name__)
 
 LONG_POLL_TIMEOUT = 90.0  # the server blocks get_new_tasks for 60 s
@@ -36,27 +46,13 @@ class EmhubUnavailable(EmhubError):
     """The server could not be reached (or answered 5xx) after the allowed retries."""
 
 
+class EmhubUncertain(EmhubUnavailable):
+    """The request may have reached the server, but no reply came (read timeout, reply cut
+    off, 5xx): the server may or may not have acted on it."""
+
+
 class EmhubAuthError(EmhubError):
     """Login refused: wrong user name or password."""
-
-
-@dataclass(frozen=True)
-class Task:
-    id: str
-    name: str
-    args: dict[str, Any]
-
-    @classmethod
-    def from_reply(cls, data: dict[str, Any]) -> Task:
-        args = data.get("args") or {}
-        if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except ValueError:
-                args = {"_unparsed": args}
-        if not isinstance(args, dict):
-            args = {"_unparsed": args}
-        return cls(id=str(data.get("id", "")), name=str(data.get("name", "")), args=args)
 
 
 def flatten_event(event: dict[str, Any]) -> dict[str, str | int | float]:
@@ -110,6 +106,16 @@ class EmhubClient:
         return f"EmhubClient(url={self.url!r}, user={self.user!r}, worker={self.worker!r})"
 
     # -- transport ---------------------------------------------------------------------------
+    @staticmethod
+    def _never_sent(exc: requests.RequestException) -> bool:
+        """True when the request surely did not reach the server (no connection made)."""
+        if isinstance(exc, requests.ConnectTimeout):
+            return True
+        reason = exc.args[0] if exc.args else None
+        if isinstance(reason, MaxRetryError):
+            reason = reason.reason
+        return isinstance(exc, requests.ConnectionError) and isinstance(reason, ConnectTimeoutError)
+
     def _post_once(self, endpoint: str, body: Any, timeout: float) -> Any:
         try:
             reply = self._http.post(f"{self.url}/api/{endpoint}", json=body, timeout=timeout)
@@ -119,26 +125,34 @@ class EmhubClient:
             requests.exceptions.ChunkedEncodingError,  # server died mid-reply
         ) as exc:
             reason = type(exc).__name__
-            raise EmhubUnavailable(f"{endpoint}: cannot reach {self.url}: {reason}") from None
+            unsent = self._never_sent(exc)
+            kind = EmhubUnavailable if unsent else EmhubUncertain
+            raise kind(f"{endpoint}: cannot reach {self.url}: {reason}") from None
         if reply.status_code >= 500:
-            raise EmhubUnavailable(f"{endpoint}: server error HTTP {reply.status_code}")
+            raise EmhubUncertain(f"{endpoint}: server error HTTP {reply.status_code}")
         if reply.status_code == 401:
             raise EmhubAuthError(f"{endpoint}: not logged in (HTTP 401)")
         if reply.status_code >= 400:
             raise EmhubError(f"{endpoint}: HTTP {reply.status_code}")
         try:
             data = reply.json()
-        except ValueError as exc:
-            raise EmhubError(f"{endpoint}: reply is not JSON") from exc
+        except (ValueError, RecursionError):
+            raise EmhubError(f"{endpoint}: reply is not JSON (or nested too deeply)") from None
         if isinstance(data, dict) and "error" in data:
-            message = str(data["error"])
+            message = clean(data["error"], 500)
             if any(marker in message for marker in RECONNECT_MARKERS):
                 raise EmhubReconnectNeeded(f"{endpoint}: {message}")
             raise EmhubError(f"{endpoint}: {message}")
         return data
 
-    def post(self, endpoint: str, body: Any, timeout: float | None = None) -> Any:
-        """POST with bounded retries of transient failures and one re-login on HTTP 401."""
+    def post(
+        self, endpoint: str, body: Any, timeout: float | None = None, resend: bool = True
+    ) -> Any:
+        """POST with bounded retries of transient failures and one re-login on HTTP 401.
+
+        With ``resend=False`` a request that may have reached the server is not sent again:
+        :class:`EmhubUncertain` is raised at once (only failures to connect are retried).
+        """
         timeout = self.timeout if timeout is None else timeout
         delays = self.retry.delays()
         relogged = False
@@ -151,7 +165,7 @@ class EmhubClient:
                 relogged = True
                 self.login()
             except EmhubUnavailable as exc:
-                if not delays:
+                if not delays or (isinstance(exc, EmhubUncertain) and not resend):
                     raise
                 delay = delays.pop(0)
                 log.warning("%s; retrying in %.0f s", exc, delay)
@@ -193,26 +207,39 @@ class EmhubClient:
 
     # -- tasks -----------------------------------------------------------------------------------
     def get_pending_tasks(self) -> list[Task]:
-        data = self.post("get_pending_tasks", self._token_attrs())
-        return [Task.from_reply(t) for t in data.get("tasks", [])]
+        return tasks_of(self.post("get_pending_tasks", self._token_attrs()))
 
     def get_new_tasks(self, timeout: float = LONG_POLL_TIMEOUT) -> list[Task]:
         """Long poll: the server holds the request up to 60 s when no task is queued."""
-        data = self.post("get_new_tasks", self._token_attrs(), timeout=timeout)
-        return [Task.from_reply(t) for t in data.get("tasks", [])]
+        return tasks_of(self.post("get_new_tasks", self._token_attrs(), timeout=timeout))
 
     def get_all_tasks(self) -> list[tuple[Task, str, str]]:
         """(task, worker, status) of every task EMhub holds; status is ``pending`` (delivered,
         not done), ``done`` or ``""`` (never delivered)."""
         data = self.post("get_all_tasks", self._token_attrs())
+        items = data.get("tasks") if isinstance(data, dict) else None
+        listed = [t for t in items if isinstance(t, dict)] if isinstance(items, list) else []
+        by_id = {task.id: task for task in tasks_of({"tasks": listed})}
         return [
-            (Task.from_reply(t), str(t.get("worker", "")), str(t.get("status", "")))
-            for t in data.get("tasks", [])
-            if isinstance(t, dict)
+            (by_id[str(t.get("id"))], str(t.get("worker", "")), str(t.get("status", "")))
+            for t in listed
+            if str(t.get("id")) in by_id
         ]
 
-    def update_task(self, task_id: str, event: dict[str, Any]) -> None:
-        self.post("update_task", self._token_attrs(task_id=task_id, event=flatten_event(event)))
+    def task_status(self, task_id: str) -> str:
+        """EMhub's status of one of this worker's tasks (``pending``, ``done``, ``""``), or
+        ``"missing"`` when EMhub no longer holds it."""
+        for task, worker, status in self.get_all_tasks():
+            if task.id == task_id and worker == self.worker:
+                return status
+        return "missing"
+
+    def update_task(self, task_id: str, event: dict[str, Any], final: bool = False) -> None:
+        """Add one event to the task's history. A ``final`` event (``done``) is not sent
+        again after a failure that may have reached the server (EmhubUncertain): the
+        caller checks :meth:`task_status` first, so ``done`` is stored once."""
+        body = self._token_attrs(task_id=task_id, event=flatten_event(event))
+        self.post("update_task", body, resend=not final)
 
     # -- sessions and configuration --------------------------------------------------------------
     def get_session(self, session_id: int) -> dict[str, Any]:
