@@ -13,16 +13,19 @@ from .client import EmhubClient, EmhubError
 from .cluster_task import lsf_handler, slurm_handler
 from .command_task import allowlist, command_handler
 from .frames_task import frames_handler
+from .safe_text import escape_log_lines
+from .secret import reexec_without_password
 from .session_task import session_handler
 from .settings import load_settings
 from .specs import host_specs
-from .worker import HandlerFactory, Worker
+from .worker import PENDING_INTERVAL, HandlerFactory, Worker
 
 log = logging.getLogger(__name__)
 
 
-class WorkerShutdown(Exception):
-    """Raised in the main thread by SIGTERM/SIGINT to leave the polling loop at once."""
+class WorkerShutdown(BaseException):
+    """Raised in the main thread by SIGTERM/SIGINT to leave the polling loop at once (a
+    BaseException, so no ``except Exception`` that keeps the worker alive can swallow it)."""
 
 
 # Task names this worker handles. Anything else ends with an error event. ``command`` runs
@@ -37,13 +40,16 @@ REGISTRY: dict[str, HandlerFactory] = {
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    reexec_without_password()  # returns only when EMHUB_PASSWORD is not in the environment
+    escape_log_lines()  # a task name or server message cannot forge a log line
     settings = load_settings(Path(args.config) if args.config else None)
     allowlist(settings)  # a bad allowlist stops the worker at start, not at the first task
     emhub = settings["emhub"]
     if args.name:
         emhub["worker"] = args.name
     client = EmhubClient(emhub["url"], emhub["user"], emhub["password"], emhub["worker"])
-    worker = Worker(client, dict(REGISTRY), specs=host_specs(), settings=settings)
+    worker = Worker(client, dict(REGISTRY), specs=host_specs(), settings=settings,
+                    pending_interval=args.pending_interval)  # fmt: skip
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one shutdown is enough
@@ -64,8 +70,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 3600 seconds")
+    return value
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("worker", help="run the EMhub worker (a long-running service)")
     p.add_argument("--config", help="worker configuration YAML (see emotf.emhub.settings)")
     p.add_argument("--name", help="worker name registered in EMhub (default: hostname)")
+    p.add_argument(
+        "--pending-interval",
+        type=positive_seconds,
+        default=PENDING_INTERVAL,
+        metavar="SECONDS",
+        help="take this worker's pending tasks again this often: a task EMhub handed to the "
+        "long poll of a stopped worker runs after at most this long "
+        f"(default {PENDING_INTERVAL:.0f})",
+    )
     p.set_defaults(func=cmd_worker)

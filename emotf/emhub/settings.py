@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError
+from .secret import take_inherited_password
 from .worker_schema import validate_worker_settings
 
 ENV_KEYS = {"url": "EMHUB_SERVER_URL", "user": "EMHUB_USER", "password": "EMHUB_PASSWORD"}
@@ -55,6 +56,9 @@ def load_settings(path: Path | None) -> dict[str, Any]:
             raise ConfigError(f"worker configuration {path} is not a mapping")
     validate_worker_settings(data, f"worker configuration {path}")  # before any key is read
     emhub = dict(data.get("emhub") or {})
+    inherited = take_inherited_password()  # EMHUB_PASSWORD after the re-exec (secret.py)
+    if inherited is not None:
+        emhub.setdefault("password", inherited)
     for key, env in ENV_KEYS.items():
         if os.environ.get(env):
             emhub.setdefault(key, os.environ[env])
