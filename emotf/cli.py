@@ -12,8 +12,10 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError
+from .folder_lock import FolderBusy
 from .otf import FolderNotWritable, OtfOptions, OtfSession, Status
 from .project import prepare_folder
+from .trust import TrustPolicy, UntrustedFolder
 
 log = logging.getLogger("emotf")
 
@@ -80,7 +82,8 @@ def run_session(
     options: OtfOptions,
     quiet: bool = False,
 ) -> Status:
-    config = prepare_folder(out_dir, session_dir, overrides)
+    policy = TrustPolicy.with_groups(options.trusted_groups)
+    config = prepare_folder(out_dir, session_dir, overrides, policy=policy)
     session = OtfSession(out_dir, config, options)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -116,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         poll_interval=args.poll,
         profile=args.profile,
         max_runs=args.max_runs,
+        trusted_groups=list(args.trust_group or []),
     )
     status = run_session(Path(args.session), Path(args.out), _overrides(args), options)
     print_failures(status)
@@ -140,6 +144,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settle", type=float, help="seconds a movie must be unmodified")
     p.add_argument("--profile", help="Snakemake profile (e.g. slurm, lsf); default: local")
     p.add_argument("--poll", type=float, default=2.0, help="seconds between scans")
+    p.add_argument(
+        "--trust-group",
+        action="append",
+        metavar="GROUP",
+        help="a group whose members may write the folder's workflow (repeat)",
+    )
     p.add_argument(
         "--max-runs",
         type=int,
@@ -210,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     except FolderNotWritable as exc:
         print(f"emotf: {exc}", file=sys.stderr)
         return 3
+    except (FolderBusy, UntrustedFolder) as exc:
+        print(f"emotf: {exc}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

@@ -107,3 +107,4 @@ def write_config(path: Path, config: Config) -> None:
 
     text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     atomic_write_text(path, text)
+    os.chmod(path, 0o644)  # Snakemake reads it (facility rule folders): nobody else writes it

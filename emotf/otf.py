@@ -19,10 +19,13 @@ from .batches import list_batches
 from .config import Config
 from .curation import curate
 from .feeder import Batcher, MovieScanner
+from .folder_lock import FolderLock
 from .fsutil import atomic_write_json, read_json
 from .output_writer import OutputWriter
+from .pipeline.load import rule_dirs_of
 from .progress import ProgressReader, Snapshot
 from .runner import SnakemakeRun, live_snakemake, lock_failure, unlock
+from .trust import TrustPolicy
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ class OtfOptions:
     profile: str | None = None
     snakemake_args: list[str] = field(default_factory=list)
     max_attempts: int = 2  # Snakemake invocations per batch before it is declared failed
+    trusted_groups: list[str] = field(default_factory=list)  # may write the folder's code
+    holder: str = "emotf run"  # who drives the folder (shown to a second run that is refused)
     max_runs: int = 2  # concurrent Snakemake invocations (disjoint batches): a batch cut
     # while a long run is going starts at once instead of waiting for that run to end
 
@@ -98,6 +103,8 @@ class OtfSession:
         self.last_activity = time.time()
         self._stop_requested = False
         self.outputs = OutputWriter(self.out_dir)
+        self.policy = TrustPolicy.with_groups(options.trusted_groups)
+        self.rule_dirs = rule_dirs_of(config)
 
     # -- batches ---------------------------------------------------------------------------
     def _failed_batches(self) -> set[str]:
@@ -139,7 +146,7 @@ class OtfSession:
             # another snakemake held the folder (a killed worker's orphan, or staff by hand)
             if not self.runs and not live_snakemake(self.out_dir):
                 log.warning("stale Snakemake lock in %s: unlocking", self.out_dir)
-                unlock(self.out_dir)
+                unlock(self.out_dir, self.policy, self.rule_dirs)
             return
         pending = set(self.pending_batches())
         for batch in batches:
@@ -172,6 +179,8 @@ class OtfSession:
             self.options.profile,
             self.options.snakemake_args,
             name=time.strftime("%Y%m%d-%H%M%S") + f"-{pending[0]}",
+            policy=self.policy,
+            rule_dirs=self.rule_dirs,
         )
         run.start()
         self.runs.append((run, pending))
@@ -253,6 +262,12 @@ class OtfSession:
         return FolderNotWritable(message)
 
     def run_loop(self, on_progress: ProgressCallback | None = None) -> Status:
+        """Drive the folder until the session ends; FolderBusy if another loop drives it,
+        UntrustedFolder (nothing run) if its code could have been changed by someone else."""
+        with FolderLock(self.out_dir, self.options.holder):
+            return self._loop(on_progress)
+
+    def _loop(self, on_progress: ProgressCallback | None) -> Status:
         while True:
             try:
                 done = self.step()

@@ -14,6 +14,7 @@ from .batches import list_batches
 from .config import Config
 from .curation import curate
 from .fsutil import atomic_write_star
+from .made import MadeFiles
 from .parsers.relion import read_star
 from .pipeline import Pipeline, SessionStar
 from .pipeline.snake import ACCEPTED_STAR, accepted_table
@@ -93,17 +94,19 @@ def write_session_stars(
     acq = config["acquisition"]
     binning = float(config["motioncor"]["bin_factor"])
     written: dict[str, int] = {}
+    made = MadeFiles(out_dir)
     for step in pipeline:
         star = step.session_star
-        if star is None:
+        if star is None or not made.may_write(star.file):
             continue
         if star.merge:
             written[star.file] = merge_batch_stars(out_dir, star, list_batches(out_dir))
-            continue
-        rows = _rows(records, pipeline, step.name)
-        write_table_star(out_dir / star.file, star, rows, acq, binning, pipeline)
-        written[star.file] = len(rows)
-    if accepted_table(pipeline):
+        else:
+            rows = _rows(records, pipeline, step.name)
+            write_table_star(out_dir / star.file, star, rows, acq, binning, pipeline)
+            written[star.file] = len(rows)
+        made.wrote(star.file)
+    if accepted_table(pipeline) and made.may_write(ACCEPTED_STAR):
         ctf_step = pipeline.owner_of("defocus_u")
         assert ctf_step is not None and ctf_step.session_star is not None
         rows = _rows(records, pipeline, ctf_step.name)
@@ -117,6 +120,7 @@ def write_session_stars(
             pipeline,
         )
         written[ACCEPTED_STAR] = len(accepted)
+        made.wrote(ACCEPTED_STAR)
     return written
 
 

@@ -28,6 +28,7 @@ from .curation import curate  # noqa: E402
 from .epu import grid_square_of  # noqa: E402
 from .fsutil import atomic_write_text  # noqa: E402
 from .ledger import LedgerRow, figures, latency_key  # noqa: E402
+from .made import MadeFiles  # noqa: E402
 from .parsers.relion import read_coordinates_star  # noqa: E402
 from .progress import ProgressReader, Snapshot  # noqa: E402
 
@@ -237,6 +238,10 @@ def render(folder: Path, config: Config, recent: int = 6) -> str:
 
 
 def write_report(folder: Path, config: Config) -> Path:
+    """(Re)write ``report.html``, unless a file there is not emotf's (then left as is)."""
     path = Path(folder) / "report.html"
-    atomic_write_text(path, render(Path(folder), config))
+    made = MadeFiles(Path(folder))
+    if made.may_write(path.name):
+        atomic_write_text(path, render(Path(folder), config))
+        made.wrote(path.name)
     return path

@@ -15,15 +15,21 @@ import sys
 import time
 from pathlib import Path
 
+from .cluster_jobs import cancel_folder_jobs
+from .trust import TrustPolicy, check_folder
+
 log = logging.getLogger(__name__)
 
 BASE_ARGS = ["--rerun-incomplete", "--keep-going", "--rerun-triggers", "mtime"]
+# Always the folder's own workflow entry point: a Snakefile planted at the folder's top
+# level (which plain ``snakemake`` would prefer) is never run.
+SNAKEFILE = "workflow/Snakefile"
 
 
 def snakemake_argv(
     targets: list[str], profile: str | None, extra: list[str] | None = None
 ) -> list[str]:
-    argv = [sys.executable, "-m", "snakemake", *targets, *BASE_ARGS]
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", SNAKEFILE, *targets, *BASE_ARGS]
     if profile:
         argv += ["--profile", profile]
     return argv + list(extra or [])
@@ -39,15 +45,26 @@ class SnakemakeRun:
         profile: str | None = None,
         extra: list[str] | None = None,
         name: str = "run",
+        policy: TrustPolicy | None = None,
+        rule_dirs: list[str] | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self.policy = policy or TrustPolicy()
+        self.rule_dirs = list(rule_dirs or [])
         self.targets = list(targets)
+        self.profile = profile
         self.argv = snakemake_argv(self.targets, profile, extra)
         self.log_path = self.out_dir / "logs" / "snakemake" / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
     def start(self) -> None:
+        """Start Snakemake; UntrustedFolder (nothing run) if a code file of the folder could
+        have been changed by someone else."""
+        check_folder(self.out_dir, self.policy, self.rule_dirs)
+        if self.profile and not live_snakemake(self.out_dir):
+            # jobs of a Snakemake that was killed: this run would submit them again
+            cancel_folder_jobs(self.out_dir)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting snakemake for %d targets (log %s)", len(self.targets), self.log_path)
         with open(self.log_path, "ab") as handle:
@@ -93,7 +110,10 @@ class SnakemakeRun:
                 continue
         else:
             code = self.proc.wait()
-        unlock(self.out_dir)
+        if not live_snakemake(self.out_dir):  # never break the lock of a run someone started
+            if self.profile:  # jobs the plugin did not cancel (SIGKILL, submission in flight)
+                cancel_folder_jobs(self.out_dir)
+            unlock(self.out_dir, self.policy, self.rule_dirs)
         return code
 
 
@@ -107,8 +127,19 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def _workdir(cmdline: list[str], cwd: str) -> str:
+    """The folder a snakemake command line works in (``-d``/``--directory``, else its cwd)."""
+    for i, part in enumerate(cmdline):
+        if part in ("-d", "--directory") and i + 1 < len(cmdline):
+            return os.path.realpath(os.path.join(cwd, cmdline[i + 1]))
+        if part.startswith("--directory="):
+            return os.path.realpath(os.path.join(cwd, part.split("=", 1)[1]))
+    return os.path.realpath(cwd)
+
+
 def live_snakemake(out_dir: Path) -> list[int]:
-    """PIDs of snakemake processes working in ``out_dir`` (ours, orphans, or a person's)."""
+    """PIDs of snakemake processes working in ``out_dir`` (ours, orphans, or a person's,
+    whether started in the folder or elsewhere with ``-d``)."""
     import psutil
 
     target = os.path.realpath(out_dir)
@@ -118,7 +149,9 @@ def live_snakemake(out_dir: Path) -> list[int]:
             cmdline = proc.info["cmdline"] or []
             if not any("snakemake" in part for part in cmdline[:3]):
                 continue
-            if os.path.realpath(proc.cwd()) == target:
+            if "--mode" in cmdline and "remote" in cmdline:
+                continue  # a cluster job's own snakemake (a compute node's, not a run)
+            if _workdir(cmdline, proc.cwd()) == target:
                 pids.append(int(proc.info["pid"]))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
@@ -136,11 +169,16 @@ def lock_failure(log_path: Path) -> bool:
     return "LockException" in tail or "Directory cannot be locked" in tail
 
 
-def unlock(out_dir: Path) -> None:
-    """``snakemake --unlock`` after an interrupted run (a no-op when nothing is locked)."""
+def unlock(
+    out_dir: Path, policy: TrustPolicy | None = None, rule_dirs: list[str] | None = None
+) -> None:
+    """``snakemake --unlock`` after an interrupted run (a no-op when nothing is locked). It
+    parses the workflow, so the folder's code is checked first, as for any run."""
+    check_folder(out_dir, policy or TrustPolicy(), rule_dirs or [])
     subprocess.run(
-        [sys.executable, "-m", "snakemake", "--unlock"],
+        [sys.executable, "-m", "snakemake", "--snakefile", SNAKEFILE, "--unlock"],
         cwd=out_dir,
+        env=child_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

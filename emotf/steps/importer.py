@@ -87,14 +87,26 @@ def _metadata(source: Path, info: MovieInfo, acquisition: dict[str, Any]) -> dic
     }
 
 
+class LinkError(MovieError):
+    """``Movies/<key>`` cannot be made without touching a file emotf did not make."""
+
+
 def _link(workdir: Path, key: str, source: Path) -> str:
+    """Link ``Movies/<key>`` to the movie. Nothing there is ever deleted or replaced: a
+    path that exists and is not that link, or a symlinked folder on the way, is an error."""
     link = Path(MOVIE_LINK_DIR) / key
     target = workdir / link
+    for parent in [*reversed(link.parents)][1:]:
+        if (workdir / parent).is_symlink():
+            raise LinkError(
+                f"{parent}/ is a symbolic link; emotf only links movies inside its "
+                "own Movies/ folder"
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink() or target.exists():
-        if os.path.realpath(target) == os.path.realpath(source):
+        if target.is_symlink() and os.path.realpath(target) == os.path.realpath(source):
             return link.as_posix()
-        target.unlink()  # a stale link we made earlier; never a user file (Movies/ is ours)
+        raise LinkError(f"{link} already exists and is not a link to this movie; left as is")
     os.symlink(os.path.abspath(source), target)
     return link.as_posix()
 
@@ -103,10 +115,10 @@ def import_movie(ctx: StepContext, out: StepOutput, key: str, source: Path) -> N
     try:
         info = probe_movie(source)
         meta = _metadata(source, info, ctx.config["acquisition"])
+        link = _link(ctx.workdir, key, source)
     except (MovieError, MetadataError) as exc:
         out.fail(key, str(exc))
         return
-    link = _link(ctx.workdir, key, source)
     out.succeed(
         key,
         movie=link,
