@@ -19,17 +19,27 @@ from .pipeline import Pipeline, SessionStar, builtin_pipeline
 Row = Mapping[str, Any]
 
 
-def optics_groups(rows: Iterable[Row]) -> dict[tuple[float, float], int]:
-    groups: dict[tuple[float, float], int] = {}
+OpticsKey = tuple[float, float, float]  # movie pixel size (Å), voltage (kV), binning
+
+
+def _key(row: Row, binning: float) -> OpticsKey:
+    return (
+        round(float(row["pixel_size"]), 5),
+        round(float(row["voltage"]), 3),
+        round(float(row.get("binning") or binning), 4),
+    )
+
+
+def optics_groups(rows: Iterable[Row], binning: float = 1.0) -> dict[OpticsKey, int]:
+    """Optics groups by movie pixel size, voltage and each movie's own binning (× 2 for
+    super-resolution frames); ``binning`` for records without one."""
+    groups: dict[OpticsKey, int] = {}
     for row in rows:
-        key = (round(float(row["pixel_size"]), 5), round(float(row["voltage"]), 3))
-        groups.setdefault(key, len(groups) + 1)
+        groups.setdefault(_key(row, binning), len(groups) + 1)
     return groups
 
 
-def optics_table(
-    groups: dict[tuple[float, float], int], acquisition: Mapping[str, Any], binning: float = 1.0
-) -> pd.DataFrame:
+def optics_table(groups: dict[OpticsKey, int], acquisition: Mapping[str, Any]) -> pd.DataFrame:
     table = pd.DataFrame(
         {
             "rlnOpticsGroupName": [f"opticsGroup{n}" for n in groups.values()],
@@ -40,13 +50,9 @@ def optics_table(
             "rlnAmplitudeContrast": [float(acquisition["amplitude_contrast"])] * len(groups),
         }
     )
-    if binning != 1.0:
-        table["rlnMicrographPixelSize"] = table["rlnMicrographOriginalPixelSize"] * binning
+    if any(k[2] != 1.0 for k in groups):
+        table["rlnMicrographPixelSize"] = [round(k[0] * k[2], 6) for k in groups]
     return table
-
-
-def _group_of(groups: dict[tuple[float, float], int], row: Row) -> int:
-    return groups[(round(float(row["pixel_size"]), 5), round(float(row["voltage"]), 3))]
 
 
 def star_columns(pipeline: Pipeline, star: SessionStar) -> list[tuple[str, str]]:
@@ -78,12 +84,12 @@ def write_table_star(
     )
     blocks: dict[str, Any] = {}
     if star.optics:
-        groups = optics_groups(records)
-        optics = optics_table(groups, acquisition, binning)
+        groups = optics_groups(records, binning)
+        optics = optics_table(groups, acquisition)
         if star.table == "micrographs" and "rlnMicrographPixelSize" not in optics:
             optics["rlnMicrographPixelSize"] = optics["rlnMicrographOriginalPixelSize"]
         insert_at = min(len(table.columns), 1 if star.table == "movies" else 2)
-        table.insert(insert_at, "rlnOpticsGroup", [_group_of(groups, r) for r in records])
+        table.insert(insert_at, "rlnOpticsGroup", [groups[_key(r, binning)] for r in records])
         blocks["optics"] = optics
     blocks[star.table] = table
     atomic_write_star(path, blocks)

@@ -98,14 +98,9 @@ def test_step_star_files_have_the_right_pixel_size(processed: tuple[Path, Path])
     assert general["rlnMicrographOriginalPixelSize"] == pytest.approx(SUPER)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session STARs take motioncor.bin_factor (emotf/outputs.py, star.py: the lead's), "
-    "not each movie's binning; see the issue 16 report",
-)
 def test_session_star_files_have_the_right_pixel_size(processed: tuple[Path, Path]) -> None:
     _session, out = processed
-    for name in ("micrographs.star", "micrographs_ctf.star", "autopick.star"):
+    for name in ("micrographs.star", "micrographs_ctf.star", "micrographs_accepted.star"):
         optics = starfile.read(out / name, always_dict=True)["optics"]
         assert optics["rlnMicrographOriginalPixelSize"][0] == pytest.approx(SUPER), name
         assert optics["rlnMicrographPixelSize"][0] == pytest.approx(PHYSICAL), name

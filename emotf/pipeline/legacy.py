@@ -35,6 +35,11 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
         record["steps"] = {s: True for s in reached}
         if failed in LEGACY_1:
             record["steps"][failed] = False
+    if "motion_total" in record and "accum_motion_total_px" not in record:
+        pixel = float(record.get("pixel_size") or 1.0)  # earlier releases wrote Å only
+        for part in ("total", "early", "late"):
+            if f"motion_{part}" in record:
+                record[f"accum_motion_{part}_px"] = round(record[f"motion_{part}"] / pixel, 4)
     if "defocus_u" in record and "defocus_v" in record and "defocus" not in record:
         u, v = float(record["defocus_u"]), float(record["defocus_v"])
         record["defocus"] = round(0.5 * (u + v), 2)

@@ -24,8 +24,8 @@ emotf_step(
     session_star={
         "file": "micrographs_ctf.star",
         "table": "micrographs",
-        "columns": ["micrograph", "motion_star", "motion_total", "motion_early", "motion_late",
-                    "ctf_image", "defocus_u", "defocus_v", "astigmatism", "defocus_angle",
+        "columns": ["micrograph", "motion_star", "accum_motion_total_px", "accum_motion_early_px",
+                    "accum_motion_late_px", "ctf_image", "defocus_u", "defocus_v", "astigmatism", "defocus_angle",
                     "ctf_score", "ctf_resolution"],
     },
 )
