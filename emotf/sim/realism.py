@@ -18,7 +18,7 @@ Numbers and their sources (all lengths in Å):
   film), amorphous-carbon mean inner potential ≈ 10 V (Wanner et al. 2006), inelastic mean free
   path ≈ 1800 Å at 300 kV (Egerton, *EELS in the Electron Microscope*, 3rd ed., ch. 5 order of
   magnitude). No particles on carbon.
-* Contamination. Crystalline-ice/ethane blobs 150–500 Å in radius, up to 1500 Å high.
+* Contamination. Crystalline-ice/ethane blobs 100–300 Å in radius, up to 1500 Å high.
 * Radiation damage. Per frame, amplitudes at frequency ``k`` decay by ``exp(−N/(2 Nₑ(k)))``
   with the critical exposure ``Nₑ(k) = 0.245 k^−1.665 + 2.81`` e/Å² at 300 kV and 0.8× that at
   200 kV (Grant & Grigorieff 2015, eLife 4:e06980), ``N`` the exposure at the middle of the
@@ -140,7 +140,7 @@ def _contamination(
     blobs = []
     yy, xx = np.mgrid[0:ny, 0:nx]
     for _ in range(count):
-        r = rng.uniform(150.0, 500.0) / pixel_size
+        r = rng.uniform(100.0, 300.0) / pixel_size
         x, y = rng.uniform(0, nx), rng.uniform(0, ny)
         top = rng.uniform(500.0, 1500.0)
         d2 = ((xx - x) ** 2 + (yy - y) ** 2) / (r * r)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..parsers.relion import read_coordinates_star
+import numpy as np
+
+from ..parsers.relion import read_coordinates_star, write_coordinates_star
 from ..records import ParseError
 from ..star import write_coordinate_index, write_micrographs_star
 from .base import (
@@ -23,6 +25,7 @@ from .base import (
     run_tool,
     start_output,
 )
+from .pick_clean import Cleaned, outside_mask, write_cleaned
 
 log = logging.getLogger(__name__)
 
@@ -60,29 +63,68 @@ def _log_argv(ctx: StepContext, star: Path) -> list[str]:
     ]
 
 
-def _collect(out: StepOutput, key: str, coords: Path) -> bool:
-    if not coords.is_file():
+def _collect_cleaned(out: StepOutput, key: str, raw: Path, final: Path, cleaned: Cleaned) -> bool:
+    """RELION's picks on the cleaned micrograph, without those inside the mask."""
+    if not raw.is_file():
         return False
     try:
-        picks = read_coordinates_star(coords)
+        picks = read_coordinates_star(raw)
     except ParseError as exc:
         out.fail(key, f"picking output unreadable: {exc}")
         return True
-    out.succeed(key, coordinates=coords.as_posix(), particles=len(picks))
+    xy = np.array([[p.x, p.y] for p in picks], dtype=float).reshape(-1, 2)
+    keep = outside_mask(xy, cleaned.mask)
+    kept = [p for p, k in zip(picks, keep, strict=True) if k]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    write_coordinates_star(final, kept)
+    out.succeed(
+        key,
+        coordinates=final.as_posix(),
+        particles=len(kept),
+        picks_masked=len(picks) - len(kept),
+        masked_fraction=round(cleaned.masked_fraction, 4),
+    )
     return True
+
+
+def _cleaned(ctx: StepContext, folder: Path, row: Record) -> Cleaned:
+    """The micrograph prepared for LoG (see ``pick_clean``); the original when unreadable."""
+    source = Path(row["micrograph"])
+    try:
+        return write_cleaned(source, folder / "clean" / source, diameter_px(ctx, row))
+    except (OSError, ValueError) as exc:
+        log.warning("picking on the uncleaned micrograph %s: %s", source, exc)
+        return Cleaned(source, np.zeros((1, 1), dtype=bool))
+
+
+def diameter_px(ctx: StepContext, row: Record) -> float:
+    c = ctx.config["cryolo"]
+    pixel = float(row["pixel_size"]) * float(row.get("binning", 1.0))
+    return 0.5 * (float(c["diameter_min"]) + float(c["diameter_max"])) / pixel
 
 
 def _run_log_group(ctx: StepContext, out: StepOutput, rows: dict[str, Record], tag: str) -> None:
     folder = step_dir(ctx.batch)
     star = folder / f"micrographs_{tag}.star"
+    cleaned = {k: _cleaned(ctx, folder, r) for k, r in rows.items()}
+    listed = {k: {**r, "micrograph": cleaned[k].path.as_posix()} for k, r in rows.items()}
     write_micrographs_star(
-        star, rows, ctx.config["acquisition"], binning=float(ctx.config["motioncor"]["bin_factor"])
+        star,
+        listed,
+        ctx.config["acquisition"],
+        binning=float(ctx.config["motioncor"]["bin_factor"]),
     )
     proc = run_tool(_log_argv(ctx, star), folder / "relion_autopick.log")
     missing = {
         k: r
         for k, r in rows.items()
-        if not _collect(out, k, coordinates_path(ctx.batch, r["micrograph"]))
+        if not _collect_cleaned(
+            out,
+            k,
+            coordinates_path(ctx.batch, listed[k]["micrograph"]),
+            coordinates_path(ctx.batch, r["micrograph"]),
+            cleaned[k],
+        )
     }
     if not missing:
         return
