@@ -63,6 +63,19 @@ def _log_argv(ctx: StepContext, star: Path) -> list[str]:
     ]
 
 
+def _collect(out: StepOutput, key: str, coords: Path) -> bool:
+    """RELION-format picks as they are (the recorded backend's replay)."""
+    if not coords.is_file():
+        return False
+    try:
+        picks = read_coordinates_star(coords)
+    except ParseError as exc:
+        out.fail(key, f"picking output unreadable: {exc}")
+        return True
+    out.succeed(key, coordinates=coords.as_posix(), particles=len(picks))
+    return True
+
+
 def _collect_cleaned(out: StepOutput, key: str, raw: Path, final: Path, cleaned: Cleaned) -> bool:
     """RELION's picks on the cleaned micrograph, without those inside the mask."""
     if not raw.is_file():
