@@ -83,6 +83,7 @@ class Worker:
     _seq: dict[str, int] = field(default_factory=dict)  # last event number per task
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweep: threading.Event = field(default_factory=threading.Event)  # take pending now
+    _lost: threading.Event = field(default_factory=threading.Event)  # Redis lost our group
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- connection ------------------------------------------------------------------------
@@ -116,6 +117,7 @@ class Worker:
         try:
             return call()
         except EmhubReconnectNeeded:
+            self._lost.set()
             self.connect()
             return call()
 
@@ -262,7 +264,11 @@ class Worker:
             if self._stop.is_set():
                 return
             try:
-                self.take_pending()
+                if self._lost.is_set():  # whichever thread saw it and reconnected
+                    self._lost.clear()
+                    self.recover_undelivered()
+                else:
+                    self.take_pending()
             except EmhubError as exc:
                 log.warning("pending tasks not listed (%s); next try in %.0f s",
                             exc, self.pending_interval)  # fmt: skip
@@ -271,7 +277,8 @@ class Worker:
 
     def recover_undelivered(self) -> None:
         """After Redis lost our stream, EMhub recreates the group at the stream's end, so
-        tasks queued in between would never be delivered: take them from the task list."""
+        tasks queued in between would never be delivered: take them (and the pending ones)
+        from the task list. Run by the sweep after any thread reconnected."""
         for task, worker, status in self.client.get_all_tasks():
             if worker == self.client.worker and status in ("", "pending"):
                 self.dispatch(task, "taken from the task list after reconnecting")
@@ -287,11 +294,8 @@ class Worker:
                 continue
             except EmhubReconnectNeeded as exc:
                 log.warning("%s: reconnecting", exc)
+                self._lost.set()  # the sweep then takes what Redis will never deliver
                 self.connect()
-                try:
-                    self.recover_undelivered()
-                except EmhubError as err:
-                    log.warning("could not list undelivered tasks: %s", err)
                 continue
             except EmhubError as exc:
                 log.warning("polling failed (%s); next try in %.0f s", exc, delay)

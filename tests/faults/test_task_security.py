@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,18 @@ from harness import EmhubServer
 from workerproc import WORKER, Factory, last_event, otf_task_of, wait_for
 
 pytestmark = pytest.mark.slow
-PACKAGE = Path(__file__).resolve().parents[2] / "emotf"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "emotf"
+# Snakemake files and profiles: text, not Python the ast module can read. A line (outside
+# comments) must not run a shell or evaluate text: no ``shell:`` directive in the built-in
+# rules, no shell=True, os.system/os.popen, eval/exec, subprocess's shell helpers.
+TEXT_FORBIDDEN = {
+    "shell: directive": re.compile(r"^\s*shell\s*:"),
+    "shell=True": re.compile(r"\bshell\s*=\s*True\b"),
+    "os.system/os.popen": re.compile(r"\bos\s*\.\s*(system|popen)\b"),
+    "eval/exec": re.compile(r"(?<![\w.])(eval|exec)\s*\("),
+    "subprocess shell helper": re.compile(r"\bgetoutput\b|\bgetstatusoutput\b"),
+}
 
 
 def assert_one_error(server: EmhubServer, task_id: str, label: str, pattern: str = "") -> str:
@@ -59,7 +71,7 @@ def test_bad_task_args_end_with_one_error(
         "list id": ("session", {"action": "otf", "session_id": [1]}, "integer"),
         "bool id": ("session", {"action": "otf", "session_id": True}, "integer"),
         "negative id": ("session", {"action": "otf", "session_id": -3}, "positive"),
-        "huge action": ("session", {"action": "x" * 1_000_000, "session_id": 1}, "unknown"),
+        "huge action": ("session", {"action": "x" * 1_000_000, "session_id": 1}, "too large"),
         "huge id": (  # beyond int()'s 4300-digit limit: refused as a bad id, not looked up
             "session",
             {"action": "otf", "session_id": "9" * 100_000},
@@ -133,6 +145,50 @@ def test_command_tasks_run_only_allowlisted_names(
     assert allowed.alive()
 
 
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_hostile_task_args_end_once_and_the_worker_stays_up(
+    emhub_server: EmhubServer, worker_factory: Factory
+) -> None:
+    """Issue 17 item 4: args nested 100k deep (EMhub stores a string as it is, and hands it
+    back for the worker to parse), huge args and a name with a newline (log injection):
+    each task ends with one error, the worker stays alive and a good task after them runs."""
+    worker = worker_factory(settings={"commands": {"hello": ["echo", "still-alive"]}})
+    forged = "FAKE-LINE emotf.emhub.worker: worker stopped"
+    cases: dict[str, tuple[str, Any, str]] = {
+        "100k deep (text)": ("session", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        "200 deep (object)": ("session", {"action": "otf", "x": nested(200)}, "deeper than"),
+        "3 MB": (
+            "session",
+            {"action": "otf", "session_id": 1, "x": "y" * 3_000_000},
+            "too large",
+        ),  # fmt: skip
+        "3 MB (text)": ("session", '{"x": "' + "y" * 3_000_000 + '"}', "too large"),
+        "not an object": ("session", "[1, 2]", "json object"),
+        "not JSON": ("session", "{nope", "not valid json"),
+        "newline in name": (f"session\n{forged}", {"session_id": 1}, "no handler"),
+    }
+    ids = {}
+    for label, (name, args, _pattern) in cases.items():
+        task = {"name": name, "args": args}
+        reply = emhub_server.api("create_task", {"attrs": {"worker": WORKER, "task": task}})
+        ids[label] = str(reply["task"]["id"])
+    for label, (_name, _args, pattern) in cases.items():
+        assert_one_error(emhub_server, ids[label], label, pattern)
+    good = emhub_server.create_task(WORKER, "command", {"cmd": "hello"})
+    wait_for(lambda: emhub_server.is_done(good), 60, "a good task after the hostile ones")
+    assert any("still-alive" in e.get("output", "") for e in emhub_server.task_history(good))
+    assert worker.alive()
+    lines = worker.log_text().splitlines()
+    assert any(forged in line for line in lines)  # the name was logged ...
+    assert not any(line.startswith("FAKE-LINE") for line in lines)  # ... on its own line
+
+
 def _calls(tree: ast.AST) -> list[ast.Call]:
     return [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
 
@@ -167,3 +223,28 @@ def test_package_runs_no_shell_and_dispatches_on_no_string() -> None:
                     problems.append(f"{where}: {name} with a computed name")
     assert not problems, problems
     assert shutil.which("setpriv") or os.geteuid() != 0  # the fault tests need it as root
+
+
+def text_problems(path: Path, text: str) -> list[str]:
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        code = line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""
+        problems += [f"{path}:{number}: {what}" for what, pattern in TEXT_FORBIDDEN.items()
+                     if pattern.search(code)]  # fmt: skip
+    return problems
+
+
+def test_workflows_and_profiles_run_no_shell() -> None:
+    """The static guard also covers the built-in rules and the shipped profiles."""
+    files = [ROOT / "workflows" / "Snakefile", *sorted((ROOT / "workflows").rglob("*.smk")),
+             *sorted((ROOT / "profiles").rglob("*.yaml"))]  # fmt: skip
+    assert len([f for f in files if f.suffix == ".smk"]) >= 5 and files[0].is_file()
+    assert any(f.parent.name == "slurm" for f in files)  # the profiles are scanned too
+    problems = [p for f in files for p in text_problems(f, f.read_text(encoding="utf-8"))]
+    assert not problems, problems
+    planted = 'rule x:\n    shell: "rm -rf {input}"\n    run:\n        os.system("ls")\n'
+    planted += "        eval(params.x)  # comment: exec(\nsubmit: sbatch --wrap shell=True\n"
+    found = text_problems(Path("planted.smk"), planted)
+    assert [f.split(": ", 1)[1] for f in found] == [
+        "shell: directive", "os.system/os.popen", "eval/exec", "shell=True"
+    ], found  # fmt: skip
