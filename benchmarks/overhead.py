@@ -9,7 +9,8 @@ folder with the same configuration:
     movie after another: import (``importer.import_movie``), RELION's own motion correction
     on a one-movie STAR (``motioncor.run_relion``, same argv builder, ``--j`` = the rule's
     threads), emotf's numpy CTF estimator (``emotf.ctf.run_on_file`` with the step's search
-    parameters) and RELION's LoG picker (``picking._run_log_group``).
+    parameters), RELION's LoG picker (``picking._run_log_group``) and RELION's extraction
+    (``extract._extract``, ``relion_preprocess``).
 
 Prints both wall times and the ratio (a)/(b). Goal: <= 1.10.
 
@@ -37,7 +38,7 @@ def bare_loop(session: Path, out: Path, config_file: Path) -> int:
 
     from emotf.config import build_config, deep_merge
     from emotf.ctf import run_on_file
-    from emotf.steps import ctf, importer, motioncor, picking
+    from emotf.steps import ctf, extract, importer, motioncor, picking
     from emotf.steps.base import StepContext, start_output
 
     overrides = yaml.safe_load(config_file.read_text())
@@ -46,7 +47,7 @@ def bare_loop(session: Path, out: Path, config_file: Path) -> int:
     os.chdir(out)
     keys = sorted({p.relative_to(session).as_posix() for g in config["movie_globs"]
                    for p in session.glob(g)})  # fmt: skip
-    done = particles = 0
+    done = particles = extracted = 0
     for n, key in enumerate(keys):
         ctx = StepContext(f"m{n:06d}", config, {}, {}, threads=RULE_THREADS, workdir=out)
         imp = start_output(ctx, "import", "emotf")
@@ -62,15 +63,25 @@ def bare_loop(session: Path, out: Path, config_file: Path) -> int:
         row = {**row, **mc.movies[key]}
         stem = ctf.out_stem(ctx.batch, row)
         pixel = float(row["pixel_size"]) * float(row.get("binning", 1.0))
-        run_on_file(Path(row["micrograph_nodw"]), stem, pixel, ctf.optics_of(config, row),
-                    ctf.search_params(config, row))  # fmt: skip
+        fit = run_on_file(Path(row["micrograph_nodw"]), stem, pixel, ctf.optics_of(config, row),
+                          ctf.search_params(config, row))  # fmt: skip
+        row = {**row, **ctf.ctf_fields(fit, stem, f"{stem}.ctf:mrc")}
         pk = start_output(ctx, "picking", config["cryolo"]["backend"])
         picking.step_dir(ctx.batch).mkdir(parents=True, exist_ok=True)
         picking._run_log_group(ctx, pk, {key: row}, "all")
-        if pk.movies[key]["ok"]:
-            done += 1
-            particles += int(pk.movies[key]["particles"])
-    print(f"bare loop: {done} of {len(keys)} movies done, {particles} particles")
+        if not pk.movies[key]["ok"]:
+            continue
+        done += 1
+        particles += int(pk.movies[key]["particles"])
+        row = {**row, **pk.movies[key]}
+        if int(row["particles"]) > 0:  # the extraction step, on this one movie
+            ex = start_output(ctx, "extract", "relion")
+            ctx.outputs["star"] = out / extract.step_dir(ctx.batch) / "particles.star"
+            extract.step_dir(ctx.batch).mkdir(parents=True, exist_ok=True)
+            extract._extract(ctx, ex, {key: row})
+            extracted += int(ex.movies[key].get("particles_extracted", 0))
+    print(f"bare loop: {done} of {len(keys)} movies done, {particles} particles, "
+          f"{extracted} extracted")
     return 0
 
 
