@@ -81,12 +81,13 @@ def worker(web: EmhubServer, tmp_path: Path) -> Iterator[WorkerProcess]:
 
 def login(page: Page, server: EmhubServer) -> None:
     page.goto(f"{server.url}/login")
+    page.wait("!!document.querySelector('input[name=username]')", 30, "the login form")
     page.js("document.querySelector('input[name=username]').value = 'admin';"
             "document.querySelector('input[name=password]').value = 'admin';"
             "document.querySelector('#login-form button[type=submit]').click()")  # fmt: skip
-    page.wait("location.href.includes('content_id=') && document.readyState === 'complete'",
-              60, "the page after login")  # fmt: skip
-    assert page.js("document.body.innerText.includes('admin')")
+    page.wait("location.href.includes('content_id=') && document.readyState === 'complete' && "
+              "!!document.body && document.body.innerText.includes('Dashboard')", 60,
+              "the dashboard after login")  # fmt: skip
 
 
 def create_session(page: Page, server: EmhubServer, name: str, raw_folder: str = "") -> int:

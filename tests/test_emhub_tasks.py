@@ -155,6 +155,46 @@ def test_transfer_moves_the_frames_and_otf_runs_on_the_destination(
     assert "Size" in server.page("session_live", session_id=sid)  # renders, no error page
 
 
+def test_transfer_resumes_after_the_worker_is_killed(
+    server: EmhubServer, start_worker: Start, tmp_path: Path
+) -> None:
+    sid = server.create_session_attrs({"name": "tx2", "extra": {"raw": {}, "otf": {}},
+                                       "tasks": [[WORKER, {"action": "transfer"}]]})  # fmt: skip
+    task = task_of(server, sid, "transfer")
+    frames = server.raw_root / "frames" / "tx2"
+    writer = threading.Thread(target=simulate_session, args=(frames, SMALL, 6),
+                              kwargs={"interval": 1.5})  # fmt: skip
+    first = start_worker()
+    writer.start()
+
+    def ledger() -> list[dict[str, Any]]:
+        dest = server.get_session(sid)["extra"]["raw"].get("path")
+        path = Path(dest).parent / f".{Path(dest).name}.transfer.jsonl" if dest else None
+        return [json.loads(x) for x in path.open()] if path and path.exists() else []
+
+    wait_for(
+        lambda: sum(x.get("dest", "").endswith(".tiff") for x in ledger()) >= 2, 120, "2 movies"
+    )
+    first.kill()  # kill -9 while the microscope goes on writing
+    start_worker()
+    wait_for(lambda: server.is_done(task), 180, "the restarted transfer task")
+    writer.join()
+    dest = Path(server.get_session(sid)["extra"]["raw"]["path"])
+    truth = tmp_path / "truth"
+    simulate_session(truth, SMALL, 6)
+    assert movies(dest) == movies(truth) and len(movies(dest)) == 6  # nothing lost
+    assert movies(frames) == {}
+    copied = [(x["rel"], x["sha256"], x["dest"]) for x in ledger() if x["kind"] == "copied"]
+    assert len({(rel, digest) for rel, digest, _ in copied}) == len(copied)  # none twice
+    assert sorted(d for _, _, d in copied) == sorted(
+        str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()
+    )
+    # a movie once; EPU's rewritten metadata (EpuSession.dm, ...) once per version, apart
+    assert sorted(r for r, _, _ in copied if r.endswith(".tiff")) == sorted(
+        str(p.relative_to(dest)) for p in dest.rglob("*.tiff"))  # fmt: skip
+    assert int(last_event(server, task)["total_movies"]) == 6
+
+
 @NEEDS_RELION
 def test_otf_keeps_what_staff_wrote_and_closes_once(
     server: EmhubServer, start_worker: Start

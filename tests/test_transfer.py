@@ -72,12 +72,15 @@ def test_move_verifies_records_then_removes(tmp_path: Path) -> None:
     truth = make_source(tmp_path / "frames", [20_000, 30_000, 40_000])
     copied = passes(new_engine(tmp_path))
     assert files_below(tmp_path / "dest") == truth  # same names, same content, nothing else
-    assert [p for p in (tmp_path / "frames").rglob("*") if p.is_file()] == []
+    movies = sorted(rel for rel in truth if rel.endswith(".tiff"))
+    left = files_below(tmp_path / "frames")  # movies moved, EPU's metadata copied
+    assert left == {rel: digest for rel, digest in truth.items() if rel not in movies}
     lines = ledger_lines(tmp_path / ".dest.transfer.jsonl")
     assert sorted(x["rel"] for x in lines if x["kind"] == "copied") == sorted(truth)
     assert {x["rel"]: x["sha256"] for x in lines if x["kind"] == "copied"} == truth
-    assert sorted(x["rel"] for x in lines if x["kind"] == "removed") == sorted(truth)
+    assert sorted(x["rel"] for x in lines if x["kind"] == "removed") == movies
     assert tr.movies_in(copied) == 3
+    assert passes(new_engine(tmp_path)) == []  # a restart copies nothing again
 
 
 def test_copy_mode_removes_nothing_and_copies_once(tmp_path: Path) -> None:
@@ -141,7 +144,7 @@ def test_kill_9_at_each_step_then_restart(tmp_path: Path, step: str,
     monkeypatch.setattr(tr.shutil, "copyfile", counting)
     passes(new_engine(tmp_path))
     assert files_below(tmp_path / "dest") == truth  # nothing lost, no variant, no temp file
-    assert [p for p in (tmp_path / "frames").rglob("*") if p.is_file()] == []
+    assert not [p for p in (tmp_path / "frames").rglob("*.tiff")]  # every movie moved
     lines = ledger_lines(tmp_path / ".dest.transfer.jsonl")
     recorded = [x["rel"] for x in lines if x["kind"] == "copied"]
     assert sorted(recorded) == sorted(truth)  # one record per file
@@ -236,8 +239,11 @@ def test_destination_full_stops_with_a_clear_error_and_removes_nothing_unverifie
         passes(engine)
     left = files_below(tmp_path / "frames")
     moved = files_below(dest)
-    assert {**left, **moved} == truth and not set(left) & set(moved)  # nothing lost
-    assert set(moved) == set(ledger.copies) and ledger.removed  # removed = verified copies
+    assert {**left, **moved} == truth  # nothing lost, nothing changed
+    assert not {rel for rel in set(left) & set(moved) if rel.endswith(".tiff")}  # moved once
+    assert set(moved) == set(ledger.copies)  # every copy verified and recorded
+    removed = {rel for rel, _mtime in ledger.removed}
+    assert removed == {rel for rel in moved if rel.endswith(".tiff")} and removed
     assert not list(dest.rglob(f"*{tr.TMP_SUFFIX}"))
     if mounted:  # the same folder read-only: also a clear error, nothing removed
         subprocess.run(["mount", "-o", "remount,ro", str(dest)], check=True)

@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, deep_merge
-from ..ledger import figures, ledger
+from ..folder_lock import FolderBusy
+from ..ledger import figures
 from ..otf import FolderNotWritable, OtfOptions, OtfSession, Status
 from ..project import prepare_folder
+from ..slots import worker_slots
 from ..stats import session_stats
+from ..trust import TrustPolicy, UntrustedFolder
 from .client import Task
 from .extra import send_merged
 from .live_page import ensure_project_db
@@ -136,17 +139,23 @@ class OtfTask(StoppableTask):
 
     # -- preparation -------------------------------------------------------------------------
     def _wait_for_raw(self) -> dict[str, Any]:
-        """The session, once ``extra.raw.path`` names an existing folder, or when the wait
-        (``otf.raw_wait``, default ``idle_timeout``) is over (then ``otf_paths`` says why)."""
+        """The session, once ``extra.raw.path`` names an existing folder that holds a movie
+        (a ``transfer`` task sets the path when it starts, before EPU has written anything;
+        the idle timeout counts from the first movie), or when the wait (``otf.raw_wait``,
+        default ``idle_timeout``) is over (then ``otf_paths`` says what is missing)."""
         roots = list(self.settings.get("raw_roots", []))
         wait = float(self.settings.get("raw_wait", self.settings.get("idle_timeout", 1800)))
         poll = float(self.settings.get("poll_interval", 5))
         deadline = time.time() + wait
         while True:
             session = read_session(self.worker, self.session_id)
+            otf_path = ((session.get("extra") or {}).get("otf") or {}).get("path")
+            if isinstance(otf_path, str) and 0 < len(otf_path) <= MAX_PATH:  # refused at once
+                within_roots(otf_path, list(self.settings.get("otf_roots", [])), "OTF path")
             path = ((session.get("extra") or {}).get("raw") or {}).get("path")
             if isinstance(path, str) and path and len(path) <= MAX_PATH and "\x00" not in path:
-                if within_roots(path, roots, "raw data path").is_dir():
+                folder = within_roots(path, roots, "raw data path")
+                if folder.is_dir() and raw_info(folder)["movies"] > 0:
                     return session
             if time.time() >= deadline or self.wait(poll):
                 return session
@@ -161,9 +170,19 @@ class OtfTask(StoppableTask):
         )
         otf_extra = (session.get("extra") or {}).get("otf") or {}
         overrides = deep_merge(overrides, cryolo_override(otf_extra))
+        scope = (self.settings.get("microscopes") or {}).get(microscope or "", {})
+        rule_dirs = [*self.settings.get("rule_dirs", []), *scope.get("rule_dirs", [])]
+        groups = list(self.settings.get("trusted_groups", []))
         try:
-            config = prepare_folder(out, raw, {**acquisition_overrides(session), **overrides})
-        except ConfigError as exc:
+            config = prepare_folder(
+                out,
+                raw,
+                {**acquisition_overrides(session), **overrides},
+                rule_dirs=rule_dirs,
+                policy=TrustPolicy.with_groups(groups),
+                owner=f"emhub session {self.session_id}",
+            )
+        except (ConfigError, FolderBusy, UntrustedFolder) as exc:
             raise TaskError(str(exc)) from exc
         ensure_project_db(out)
         self.raw_dir = raw
@@ -173,6 +192,12 @@ class OtfTask(StoppableTask):
             poll_interval=float(self.settings.get("poll_interval", 5)),
             profile=profile,
             max_runs=int(self.settings.get("max_runs", 2)),
+            batches_per_run=int(self.settings.get("batches_per_run", OtfOptions.batches_per_run)),
+            max_attempts=int(self.settings.get("max_attempts", OtfOptions.max_attempts)),
+            slots=worker_slots(self.worker, self.settings),  # shared by the worker's sessions
+            slot_key=f"session-{self.session_id}",
+            trusted_groups=groups,
+            holder=f"worker task {self.task.id} (session {self.session_id})",
         )
         return OtfSession(out, config, options)
 
@@ -180,9 +205,9 @@ class OtfTask(StoppableTask):
     def _extra(self, status: Status) -> dict[str, Any]:
         assert self.otf is not None and self.raw_dir is not None
         emotf = {**task_event(status), "updated": now_text(), "path": str(self.otf.out_dir)}
-        records = self.otf.progress.summaries()
-        emotf["stats"] = session_stats(records)
-        emotf["figures"] = figures(ledger(self.otf.out_dir, self.otf.progress), records)
+        snap = status.snapshot or self.otf.progress.snapshot()  # the figures' own read
+        emotf["stats"] = session_stats(snap.records, snap.pipeline)
+        emotf["figures"] = figures(snap.rows, snap.records, snap.pipeline.names)
         return {
             "raw": raw_info(self.raw_dir),
             "otf": {"path": str(self.otf.out_dir), "status": status.state},
@@ -226,7 +251,7 @@ class OtfTask(StoppableTask):
                 self.otf.request_stop()
             try:
                 status = self.otf.run_loop(self._publish)
-            except FolderNotWritable as exc:
+            except (FolderNotWritable, FolderBusy, UntrustedFolder) as exc:
                 raise TaskError(str(exc)) from exc
             if status.state == "stopped" and not self._user_stop:
                 return None  # worker shutdown: the task stays pending and resumes later

@@ -8,7 +8,9 @@ disk, and verified: the temporary file and the source are hashed (SHA-256, ``has
 their sizes compared, and the source must not have changed during the copy. Only then the
 copy gets its final name, with ``os.link`` (which never replaces an existing file), and the
 result is appended to the session's **transfer ledger** (JSON lines, fsynced). In ``move``
-mode the source is removed after that, and the removal is recorded too.
+mode a movie's source is removed after that, and the removal is recorded too; other files
+(EPU keeps rewriting its metadata during a session) are copied, and a file rewritten with new
+content is copied again, kept apart under its checksum (below).
 
 * ``kill -9`` at any point: a temporary file is redone; a copy that got its name but no ledger
   line is found again by size + checksum and recorded without copying it again; a recorded
@@ -153,9 +155,14 @@ class Transfer:
         done = self.ledger.copies.get(rel)
         if done is None or (done.size, done.mtime_ns) != (st.st_size, st.st_mtime_ns):
             return False  # new, or new content under an old name
-        if self.move and (rel, st.st_mtime_ns) not in self.ledger.removed:
+        if self._removes(rel) and (rel, st.st_mtime_ns) not in self.ledger.removed:
             return False  # copied, source removal still to do (e.g. killed in between)
         return True
+
+    def _removes(self, rel: str) -> bool:
+        """Only movies are moved: EPU keeps rewriting its metadata (``EpuSession.dm``, XML,
+        JPEG) during a session, so those are copied, and a new version is copied again."""
+        return self.move and is_movie(os.path.basename(rel))
 
     # -- one file ------------------------------------------------------------------------
     def handle(self, rel: str, st: os.stat_result) -> Copied | None:
@@ -167,7 +174,7 @@ class Transfer:
             self._check_copy(done)
         else:
             copied = self._copy(rel, src, st)
-        if copied is not None and self.move:
+        if copied is not None and self._removes(rel):
             self._remove_source(src, copied)
         self._seen.pop(rel, None)
         return copied

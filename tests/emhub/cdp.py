@@ -149,9 +149,11 @@ class Page:
             time.sleep(0.3)
 
     def goto(self, url: str, timeout: float = 60.0) -> None:
+        """Navigate and wait until the *new* document has loaded (the old one is marked)."""
+        self.js("window.__emotfOld = true")
         self.call("Page.navigate", url=url)
-        time.sleep(0.3)
-        self.wait("document.readyState === 'complete'", timeout, f"{url} to load")
+        self.wait("!window.__emotfOld && document.readyState === 'complete'", timeout,
+                  f"{url} to load")  # fmt: skip
 
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
