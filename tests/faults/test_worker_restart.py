@@ -55,7 +55,9 @@ def blocked_polls(server: EmhubServer) -> set[str]:
 
 
 def test_task_handed_to_a_dead_poll_still_runs(emhub_server: EmhubServer, tmp_path: Path) -> None:
-    before = blocked_polls(emhub_server)  # polls of earlier tests' workers, if still open
+    # polls left by earlier tests' workers end within 60 s; then every open poll is ours
+    wait_for(lambda: not blocked_polls(emhub_server), 75, "earlier polls to end", step=0.5)
+    before: set[str] = set()
     old = ArgsWorker(emhub_server, tmp_path, settings=COMMANDS)
     new = ArgsWorker(emhub_server, tmp_path, settings=COMMANDS,
                      worker_args=["--pending-interval", "2"])  # fmt: skip
