@@ -14,7 +14,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,9 @@ def is_movie(name: str) -> bool:
 
 
 def pretty_size(size: int) -> str:
-    """Human size with EMhub's units and decimals (``12.3 MB``)."""
+    """Human size with EMhub's units and decimals (``12.3 MB``, ``1 byte``)."""
+    if size == 1:
+        return "1 byte"
     value, index = float(size), 0
     while value >= 1024 and index < len(UNITS) - 1:
         value /= 1024
@@ -42,10 +43,6 @@ def pretty_size(size: int) -> str:
 
 def now_text() -> str:
     return time.strftime(TIME_FORMAT)
-
-
-def _time_text(stamp: float) -> str:
-    return str(datetime.fromtimestamp(stamp))
 
 
 @dataclass
@@ -94,7 +91,7 @@ class RawScan:
         for prefix, span in (("file", self.all), ("movie", self.movies)):
             for end, item in (("first", span.first), ("last", span.last)):
                 out[f"{end}_{prefix}"] = item[1] if item else ""
-                out[f"{end}_{prefix}_creation"] = _time_text(item[0]) if item else ""
+                out[f"{end}_{prefix}_creation"] = item[0] if item else ""  # a timestamp
         first, last = self.all.first, self.all.last
         hours = (last[0] - first[0]) / 3600 if first and last else 0.0
         out["duration"] = f"{hours:0.2f} hours"
@@ -102,8 +99,10 @@ class RawScan:
 
 
 def scan_folder(root: Path) -> RawScan:
-    """Walk ``root`` (links not followed); files that vanish during the walk are skipped."""
+    """Walk ``root`` (links not followed); files that vanish during the walk are skipped.
+    First/last files are named relative to ``root``, as the stock worker names them."""
     scan = RawScan()
+    prefix = str(root).rstrip("/") + "/"
     stack = [str(root)]
     while stack:
         folder = stack.pop()
@@ -120,7 +119,7 @@ def scan_folder(root: Path) -> RawScan:
                     stack.append(entry.path)
                 elif entry.is_file(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
-                    scan.add(entry.path, st.st_mtime, st.st_size)
+                    scan.add(entry.path.removeprefix(prefix), st.st_mtime, st.st_size)
             except OSError:
                 continue
     return scan
