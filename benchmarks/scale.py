@@ -4,7 +4,7 @@
    (``emotf run --once``): its processing folder is the *recording*.
 2. A 20,000-movie EPU session of tiny movies (32×32×20 TIFF + EPU XML, 50 per GridSquare) is
    written and processed by ``emotf run --once`` with ``backend: recorded`` for motioncor,
-   ctffind and cryolo (``emotf/steps/recorded.py``, benchmarks only): import really probes
+   ctffind, cryolo and extract (``emotf/steps/recorded.py``, benchmarks only): import really probes
    every movie; the other steps write every per-movie file their real backend writes, replayed
    from the recording, and read their records back with the real parsers. Batches of
    ``--batch-size`` (default 200 → 100 batches, 500 Snakemake jobs).
@@ -163,6 +163,7 @@ def main() -> int:
             "motioncor": {"backend": "recorded"},
             "ctffind": {"backend": "recorded"},
             "cryolo": {"backend": "recorded"},
+            "extract": {"backend": "recorded"},
             "recorded": {"folder": str(recording)},
         }
         cfg_file = C.write_yaml(root / "scale.yaml", cfg)

@@ -32,6 +32,7 @@ from .trust import TrustPolicy, check_folder
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.yaml"
+LAYOUT = {"workflow", "profiles", ".emotf"}  # what emotf itself puts in a new folder
 
 
 def _copy_missing(src: Path, dst: Path) -> None:
@@ -56,7 +57,7 @@ def _adoptable(out_dir: Path) -> None:
     whose files emotf would then mix with or overwrite)."""
     if (out_dir / CONFIG_NAME).exists() or not out_dir.exists():
         return
-    if any(True for _ in out_dir.iterdir()):
+    if any(p.name not in LAYOUT for p in out_dir.iterdir()):  # pre-seeded profiles are fine
         raise ConfigError(
             f"{out_dir} exists and is not an emotf processing folder (it has "
             f"files but no {CONFIG_NAME}); refusing to use it"

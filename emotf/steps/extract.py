@@ -135,7 +135,8 @@ def _empty_star(path: Path) -> None:
 
 
 def run(ctx: StepContext) -> StepOutput:
-    out = start_output(ctx, "extract", "relion")
+    backend = ctx.config["extract"].get("backend", "relion")
+    out = start_output(ctx, "extract", backend)
     step_dir(ctx.batch).mkdir(parents=True, exist_ok=True)
     rows = merged_ok(
         *(
@@ -146,7 +147,11 @@ def run(ctx: StepContext) -> StepOutput:
     picked = {k: r for k, r in rows.items() if int(r.get("particles") or 0) > 0}
     for key in rows.keys() - picked.keys():
         out.fail(key, "no particles picked: nothing to extract")
-    if picked:
+    if picked and backend == "recorded":  # benchmarks only
+        from .recorded import run_extract as run_recorded
+
+        run_recorded(ctx, out, picked)
+    elif picked:
         try:
             _extract(ctx, out, picked)
         except StepError as exc:  # an optional step: its movies fail, the batch goes on

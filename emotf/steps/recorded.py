@@ -105,3 +105,46 @@ def run_picking(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> N
         place(root / rec["coordinates"], coords)
         if not picking._collect(out, key, coords):
             out.fail(key, "recorded picking output missing")
+
+
+def _recorded_particles(root: Path, rec: dict[str, Any]) -> Any:
+    """The recorded run's particle rows of one micrograph (and its optics block)."""
+    from ..parsers.relion import read_star
+
+    blocks = read_star(root / str(rec["particles_star"]))
+    table = blocks["particles"]
+    return table[table["rlnMicrographName"] == rec["micrograph"]], blocks.get("optics")
+
+
+def run_extract(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> None:
+    """Replay extraction: each movie gets the recorded movie's particle stack and rows."""
+    import pandas as pd
+
+    from ..fsutil import atomic_write_star
+    from . import extract
+
+    parts, optics = [], None
+    for key, row in rows.items():
+        root, rec = recorded_movie(ctx.config, key)
+        if not rec.get("particles_star"):
+            out.fail(key, "recorded extraction output missing")
+            continue
+        table, optics = _recorded_particles(root, rec)
+        stack = extract.step_dir(ctx.batch) / Path(row["micrograph"]).with_suffix(".mrcs")
+        place(root / str(rec["particle_stack"]), stack)
+        table = table.assign(
+            rlnMicrographName=row["micrograph"],
+            rlnImageName=[f"{n.split('@')[0]}@{stack.as_posix()}" for n in table["rlnImageName"]],
+        )
+        parts.append(table)
+        out.succeed(
+            key,
+            particles_extracted=len(table),
+            particles_star=ctx.outputs["star"].as_posix(),
+            particle_stack=stack.as_posix(),
+            extract_box=rec["extract_box"],
+            extract_pixel_size=rec["extract_pixel_size"],
+        )
+    blocks = {"optics": optics} if optics is not None else {}
+    blocks["particles"] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    atomic_write_star(ctx.outputs["star"], blocks)
