@@ -25,6 +25,7 @@ from .output_writer import OutputWriter
 from .pipeline.load import rule_dirs_of
 from .progress import ProgressReader, Snapshot
 from .runner import SnakemakeRun, live_snakemake, lock_failure, unlock
+from .slots import RunSlots
 from .trust import TrustPolicy
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,11 @@ class OtfOptions:
     holder: str = "emotf run"  # who drives the folder (shown to a second run that is refused)
     max_runs: int = 2  # concurrent Snakemake invocations (disjoint batches): a batch cut
     # while a long run is going starts at once instead of waiting for that run to end
+    batches_per_run: int = 1  # oldest pending batches per invocation (0: all): after a
+    # restart with a backlog the first results come after one short run, not the backlog
+    cores: int | None = None  # snakemake --cores for local jobs (None: the profile's)
+    slots: RunSlots | None = None  # worker-wide run limit shared with other sessions
+    slot_key: str = ""  # this session's name in ``slots``
 
 
 @dataclass
@@ -161,34 +167,71 @@ class OtfSession:
             code = item[0].poll()
             if code is not None:
                 self.runs.remove(item)
+                self._release_slot()
                 self._finish_run(item[0], item[1], code)
+
+    def _release_slot(self) -> None:
+        if self.options.slots is not None:
+            self.options.slots.release(self._slot_key)
+
+    @property
+    def _slot_key(self) -> str:
+        return self.options.slot_key or str(self.out_dir)
+
+    def _next_batches(self) -> list[str]:
+        """The oldest pending batches not in a run, at most ``batches_per_run`` of them."""
+        running = set(self.running_batches)
+        pending = [b for b in self.pending_batches() if b not in running]
+        limit = self.options.batches_per_run
+        return pending[:limit] if limit > 0 else pending
+
+    def _run_args(self) -> list[str]:
+        args = list(self.options.snakemake_args)
+        cores = self.options.cores
+        if cores is None and self.options.slots is not None:
+            cores = self.options.slots.cores_per_run
+        if cores is not None and "--cores" not in args and "-c" not in args:
+            args += ["--cores", str(cores)]  # after the profile's: the command line wins
+        return args
 
     def schedule(self) -> None:
         self._reap()
+        slots = self.options.slots
         if self._stop_requested or len(self.runs) >= max(1, self.options.max_runs):
+            if slots is not None:
+                slots.withdraw(self._slot_key)
             return
-        running = set(self.running_batches)
-        pending = [b for b in self.pending_batches() if b not in running]
-        if not pending:
+        batches = self._next_batches()
+        if not batches or (not self.runs and live_snakemake(self.out_dir)):
+            # nothing to do, or e.g. the run of a worker that was killed: let it finish
+            if slots is not None:
+                slots.withdraw(self._slot_key)
             return
-        if not self.runs and live_snakemake(self.out_dir):
-            return  # e.g. the run of a worker that was killed: let it finish, then go on
+        if slots is not None and not slots.acquire(self._slot_key):
+            return  # another session's turn (or every slot busy): asked again next poll
         run = SnakemakeRun(
             self.out_dir,
-            [f"Results/{b}.json" for b in pending],
+            [f"Results/{b}.json" for b in batches],
             self.options.profile,
-            self.options.snakemake_args,
-            name=time.strftime("%Y%m%d-%H%M%S") + f"-{pending[0]}",
+            self._run_args(),
+            name=time.strftime("%Y%m%d-%H%M%S") + f"-{batches[0]}",
             policy=self.policy,
             rule_dirs=self.rule_dirs,
         )
-        run.start()
-        self.runs.append((run, pending))
+        try:
+            run.start()
+        except BaseException:
+            self._release_slot()
+            raise
+        self.runs.append((run, batches))
 
     def stop_runs(self, grace: float = 60.0) -> None:
         for run, _batches in self.runs:
             run.stop(grace=grace)
+            self._release_slot()
         self.runs = []
+        if self.options.slots is not None:
+            self.options.slots.withdraw(self._slot_key)
 
     def status(self, state: str = "running") -> Status:
         self.progress.refresh()
@@ -265,7 +308,11 @@ class OtfSession:
         """Drive the folder until the session ends; FolderBusy if another loop drives it,
         UntrustedFolder (nothing run) if its code could have been changed by someone else."""
         with FolderLock(self.out_dir, self.options.holder):
-            return self._loop(on_progress)
+            try:
+                return self._loop(on_progress)
+            finally:  # whatever ended the loop, this session's run slots are given back
+                if self.options.slots is not None:
+                    self.options.slots.close(self._slot_key)
 
     def _loop(self, on_progress: ProgressCallback | None) -> Status:
         while True:

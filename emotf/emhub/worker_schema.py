@@ -134,6 +134,28 @@ OTF: dict[str, Any] = {
             "minimum": 1,
             "description": "concurrent Snakemake runs per session (on disjoint batches)",
         },
+        "batches_per_run": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "oldest pending batches per Snakemake run (0: all; default 1)",
+        },
+        "max_attempts": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Snakemake runs per batch before it is declared failed (default 2)",
+        },
+        "worker_runs": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Snakemake runs at once over all sessions of this worker, shared "
+            "round robin (default 4)",
+        },
+        "cores": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "local cores the worker's runs share: each run gets cores / "
+            "worker_runs (default: every core)",
+        },
         "config": {**_RUN_CONFIG, "description": "config.yaml values for every session"},
         "microscopes": {
             "type": "object",
