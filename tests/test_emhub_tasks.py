@@ -283,6 +283,24 @@ def test_workflow_none_ends_at_once_without_processing(
     assert not (server.otf_root / "none1_OTF").exists()
 
 
+def test_an_otf_that_cannot_run_sets_failed(server: EmhubServer, start_worker: Start) -> None:
+    raw = server.raw_root / "fail1"
+    simulate_session(raw, SMALL, 1)
+    blocker = server.otf_root / "fail1_OTF"
+    blocker.write_text("a file where the processing folder should go")
+    extra = {"raw": {"path": str(raw)}, "otf": {"path": str(blocker), "workflow": "emotf"}}
+    sid = server.create_session_attrs(
+        {"name": "fail1", "extra": extra, "tasks": [[WORKER, {"action": "otf"}]]}
+    )
+    otf_id = task_of(server, sid, "otf")
+    start_worker()
+    wait_for(lambda: server.is_done(otf_id), 60, "the otf task")
+    assert [e for e in server.task_history(otf_id) if "error" in e] == [last_event(server, otf_id)]
+    otf = server.get_session(sid)["extra"]["otf"]
+    assert otf == {"path": str(blocker), "status": "failed"}  # EMhub keeps only the path
+    assert blocker.read_text().startswith("a file")  # nothing replaced
+
+
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[EmhubServer]:
     """A server for tasks that never end (frames, cluster-*), so none is left pending."""

@@ -121,6 +121,7 @@ class OtfTask(StoppableTask):
         self.settings: dict[str, Any] = dict(worker.settings.get("otf", {}))
         self.otf: OtfSession | None = None
         self.raw_dir: Path | None = None
+        self.out_dir: Path | None = None  # known once the paths are checked
         self._last_sent: tuple[float, str] = (0.0, "")
         self.outbox = Outbox(
             lambda event: worker.deliver(task, event),
@@ -167,6 +168,7 @@ class OtfTask(StoppableTask):
         raw, out, overrides, profile = otf_paths(
             session, sessions_config, self.settings, microscope
         )
+        self.out_dir = out
         otf_extra = (session.get("extra") or {}).get("otf") or {}
         overrides = deep_merge(overrides, cryolo_override(otf_extra))
         scope = (self.settings.get("microscopes") or {}).get(microscope or "", {})
@@ -257,10 +259,10 @@ class OtfTask(StoppableTask):
                 return None
             return {**task_event(status), "otf_path": str(self.otf.out_dir)}
         except Exception:
-            if self.otf is not None:
-                self.outbox.put(
-                    "extra", {"otf": {"path": str(self.otf.out_dir), "status": "failed"}}
-                )
+            if self.out_dir is not None:  # the error ends this session's OTF
+                otf = {"status": "failed"}  # a path only if EMhub's pages can open it
+                otf.update({"path": str(self.out_dir)} if self.out_dir.is_dir() else {})
+                self.outbox.put("extra", {"otf": otf})
             self.outbox.flush(self.worker.stopping)  # the last progress, then the error
             raise
         finally:
