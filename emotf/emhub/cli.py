@@ -48,8 +48,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.name:
         emhub["worker"] = args.name
     client = EmhubClient(emhub["url"], emhub["user"], emhub["password"], emhub["worker"])
+    interval = args.pending_interval or float(emhub.get("pending_interval", PENDING_INTERVAL))
     worker = Worker(client, dict(REGISTRY), specs=host_specs(), settings=settings,
-                    pending_interval=args.pending_interval)  # fmt: skip
+                    pending_interval=interval)  # fmt: skip
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one shutdown is enough
@@ -87,10 +88,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--pending-interval",
         type=positive_seconds,
-        default=PENDING_INTERVAL,
+        default=None,
         metavar="SECONDS",
         help="take this worker's pending tasks again this often: a task EMhub handed to the "
         "long poll of a stopped worker runs after at most this long "
-        f"(default {PENDING_INTERVAL:.0f})",
+        f"(default: emhub.pending_interval, else {PENDING_INTERVAL:.0f})",
     )
     p.set_defaults(func=cmd_worker)

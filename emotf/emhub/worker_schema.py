@@ -75,6 +75,13 @@ EMHUB: dict[str, Any] = {
             "minLength": 1,
             "description": "worker name, a key of EMhub's config:hosts (default: hostname)",
         },
+        "pending_interval": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "seconds between takes of this worker's pending tasks (default 45; "
+            "--pending-interval overrides): a task EMhub handed to a stopped worker's long "
+            "poll runs after at most this long",
+        },
     },
 }
 
