@@ -48,7 +48,11 @@ def run_ctffind(ctx: StepContext, out: StepOutput, rows: dict[str, Record]) -> N
             cf.check_params(params, version)
         except ValueError as exc:
             raise StepError(f"ctffind configuration rejected: {exc}") from exc
-        answers = cf.stdin_answers(row["micrograph_nodw"], diagnostic, params, version)
+        try:
+            answers = cf.stdin_answers(row["micrograph_nodw"], diagnostic, params, version)
+        except ValueError as exc:  # e.g. a control character in the file name: this movie only
+            out.fail(key, str(exc))
+            continue
         proc = run_tool(argv, stem.parent / "ctffind.log", stdin=cf.stdin_text(answers), env=env)
         txt, _avrot = cf.outputs(diagnostic)
         if txt.is_file():
