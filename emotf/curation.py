@@ -36,6 +36,14 @@ def rejection_reasons(record: Record, limits: dict[str, Any]) -> list[str]:
             cap is not None and astig > cap,
             f"astigmatism {astig:.0f} Å > {cap} Å",
         )
+    spread = record.get("ctf_uncertainty")
+    cap = limits.get("max_ctf_uncertainty")
+    check(
+        "max_ctf_uncertainty",
+        spread,
+        cap is not None and spread is not None and spread > cap,
+        f"CTF fit uncertainty {spread} Å > {cap} Å",
+    )
     motion = record.get("motion_total")
     cap = limits.get("max_motion_total")
     check(
