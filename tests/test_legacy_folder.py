@@ -11,11 +11,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from runs import emotf_run, emotf_status
 
 from emotf.demo import demo_config
 from emotf.progress import ProgressReader
@@ -67,28 +67,7 @@ def run(code: Path | None, session: Path, out: Path, config: Path) -> str:
     env = dict(os.environ)
     if code is not None:
         env["PYTHONPATH"] = str(code)  # the old package, for the worker and for its rules
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "emotf",
-            "run",
-            str(session),
-            "--out",
-            str(out),
-            "--once",
-            "--poll",
-            "1",
-            "--config",
-            str(config),
-        ],
-        env=env,
-        cwd=config.parent,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    proc = emotf_run(session, out, "--config", str(config), env=env, cwd=config.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -133,11 +112,5 @@ def test_a_folder_of_the_previous_release_resumes_with_exact_counts(tmp_path: Pa
 
     table = starfile.read(out / "micrographs_ctf.star")["micrographs"]
     assert len(table) == 6 and table["rlnMicrographName"].is_unique
-    status = subprocess.run(
-        [sys.executable, "-m", "emotf", "status", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
+    status = emotf_status(out)
     assert f"6 movies in {len(after)} batches, {len(after)} finished" in status

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from runs import emotf_run, emotf_status, finished_line
 
 from emotf.demo import demo_config
 from emotf.project import prepare_folder
@@ -71,26 +72,9 @@ def test_a_local_shell_step_runs_counts_and_reports(tmp_path: Path) -> None:
     add_readme_step(out, tmp_path / "facility")
     broken = out / "workflow" / "rules" / "local" / "broken.smk"
     broken.write_text(BROKEN)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "emotf",
-            "run",
-            str(session),
-            "--out",
-            str(out),
-            "--once",
-            "--poll",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    proc = emotf_run(session, out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("[finished]")][-1]
+    last = finished_line(proc.stdout)
     assert "sized 3" in last and "done 4" in last, last
     assert f"pipeline error: {broken}:3: rule file left out" in proc.stderr, proc.stderr
     records = {
@@ -109,13 +93,7 @@ def test_a_local_shell_step_runs_counts_and_reports(tmp_path: Path) -> None:
             assert movie["steps"]["micsize"] is True and movie["mic_bytes"] == size
     summary = json.loads(next((out / "Summary").glob("b*.json")).read_text())
     assert all("micsize" in m["steps"] for m in summary["movies"])
-    status = subprocess.run(
-        [sys.executable, "-m", "emotf", "status", str(out), "--html"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
+    status = emotf_status(out, "--html")
     assert re.search(r"sized\s+\[[#.]+\]\s+3 / 4 \(optional\)", status), status
     assert "note x1: micsize: exit code 4: facility check: bad micrograph" in status
     assert f"pipeline error: {broken}:3" in status

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from runs import write_step
 
 from emotf.batches import MovieEntry, write_manifest
-from emotf.fsutil import atomic_write_json
 from emotf.pipeline import builtin_pipeline, load_pipeline
 from emotf.pipeline.declare import declarations
 from emotf.pipeline.legacy import LEGACY_1
@@ -128,19 +128,7 @@ def entry(key: str) -> MovieEntry:
 
 
 def step_json(out: Path, step: str, movies: dict[str, dict[str, object]]) -> Path:
-    path = out / builtin_pipeline().step(step).output_of("b000001")
-    atomic_write_json(
-        path,
-        {
-            "batch": "b000001",
-            "step": step,
-            "backend": "x",
-            "started": 1.0,
-            "finished": 2.0,
-            "movies": movies,
-        },
-    )
-    return path
+    return write_step(out / builtin_pipeline().step(step).output_of("b000001"), step, movies)
 
 
 def test_a_movie_that_fails_ctf_but_is_picked_counts_as_picked_before_and_after(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from runs import write_step
+
 from emotf.batches import MovieEntry, write_manifest
 from emotf.fsutil import atomic_write_json
 from emotf.progress import ProgressReader
@@ -17,19 +19,7 @@ def entry(key: str) -> MovieEntry:
 
 
 def step_file(out: Path, folder: str, name: str, step: str, movies: dict) -> Path:
-    path = out / folder / "b000001" / name
-    atomic_write_json(
-        path,
-        {
-            "batch": "b000001",
-            "step": step,
-            "backend": "x",
-            "started": 1.0,
-            "finished": 2.0,
-            "movies": movies,
-        },
-    )
-    return path
+    return write_step(out / folder / "b000001" / name, step, movies)
 
 
 def test_merge_and_counts(tmp_path: Path) -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from harness import EmhubServer
+from runs import emotf_status
 from test_local_step import FAILING, add_readme_step, readme_blocks
 from workerproc import NEEDS_RELION, Factory, last_event, new_session, wait_for
 
@@ -54,13 +53,7 @@ def test_a_local_step_is_counted_in_emhub(
     assert len(failing) == 1
     assert failing[0]["notes"]["micsize"] == "exit code 4: facility check: bad micrograph"
     assert all(m["steps"]["micsize"] for k, m in records.items() if FAILING not in k)
-    status = subprocess.run(
-        [sys.executable, "-m", "emotf", "status", str(out), "--html"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
+    status = emotf_status(out, "--html")
     assert re.search(r"sized\s+\[[#.]+\]\s+3 / 4 \(optional\)", status), status
     assert "<th>sized</th>" in (out / "report.html").read_text()
 

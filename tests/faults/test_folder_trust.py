@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from runs import emotf_run, finished_line
 
 from emotf.config import ConfigError
 from emotf.demo import demo_config
@@ -37,28 +38,6 @@ def session(tmp_path: Path, n: int = 1) -> tuple[Path, Path, dict[str, object]]:
     config = demo_config(truth.particle_diameter)
     prepare_folder(out, raw, config)
     return raw, out, config
-
-
-def emotf_run(raw: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "emotf",
-            "run",
-            str(raw),
-            "--out",
-            str(out),
-            "--once",
-            "--poll",
-            "1",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 @NEEDS_RELION
@@ -163,7 +142,7 @@ def test_files_emotf_did_not_make_are_never_replaced(tmp_path: Path) -> None:
     assert user_file.read_text() == "a file a person put here\n" and not user_file.is_symlink()
     assert star.read_text() == "data_\nmy own table\n"
     assert (out / "micrographs.star").read_text().startswith("# Created by the starfile")
-    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("[finished]")][-1]
+    last = finished_line(proc.stdout)
     assert "done 1" in last and "failed 1" in last, last
     assert "failed x1: import: Movies/" in proc.stdout
     assert "already exists and is not a link to this movie; left as is" in proc.stdout
