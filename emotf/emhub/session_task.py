@@ -122,6 +122,7 @@ class OtfTask(StoppableTask):
         self.otf: OtfSession | None = None
         self.raw_dir: Path | None = None
         self.out_dir: Path | None = None  # known once the paths are checked
+        self._raw: tuple[float, dict[str, Any]] = (0.0, {})  # when extra.raw was computed
         self._last_sent: tuple[float, str] = (0.0, "")
         self.outbox = Outbox(
             lambda event: worker.deliver(task, event),
@@ -200,6 +201,20 @@ class OtfTask(StoppableTask):
         return OtfSession(out, config, options)
 
     # -- reporting ---------------------------------------------------------------------------
+    def _raw_info(self, final: bool) -> dict[str, Any]:
+        """``extra.raw`` of the raw folder, walked at most every ``report_interval`` seconds
+        while the session runs (a walk stats every file: slow on NFS for big sessions),
+        and once more at the end."""
+        assert self.raw_dir is not None
+        when, info = self._raw
+        if (
+            final
+            or not info
+            or time.time() - when >= float(self.settings.get("report_interval", 30))
+        ):
+            self._raw = (time.time(), raw_info(self.raw_dir))
+        return self._raw[1]
+
     def _extra(self, status: Status) -> dict[str, Any]:
         assert self.otf is not None and self.raw_dir is not None
         emotf = {**task_event(status), "updated": now_text(), "path": str(self.otf.out_dir)}
@@ -207,7 +222,7 @@ class OtfTask(StoppableTask):
         emotf["stats"] = session_stats(snap.records, snap.pipeline)
         emotf["figures"] = figures(snap.rows, snap.records, snap.pipeline.names)
         return {
-            "raw": raw_info(self.raw_dir),
+            "raw": self._raw_info(final=status.state != "running"),
             "otf": {"path": str(self.otf.out_dir), "status": status.state},
             "emotf": emotf,
         }
