@@ -240,11 +240,16 @@ class OtfSession:
         data["failed"] += self._failed_batch_movies()
         accepted, rejected = curate(snap.records, self.config.get("curation", {}))
         data["accepted"], data["rejected"] = len(accepted), len(rejected)
+        data["movies_refused"] = len(self.scanner.refused)  # symlinks out of the raw folder
+        failures = dict(snap.counts.failures)
+        for reason in self.scanner.refused.values():
+            group = f"feeder: {reason}"[:200]
+            failures[group] = failures.get(group, 0) + 1
         return Status(
             state=state,
             movies_found=self.scanner.total_seen(),
             counts=data,
-            failures=snap.counts.failures,
+            failures=failures,
             batches_running=len(self.running_batches),
             snapshot=snap,
             pipeline_errors=list(snap.pipeline.errors),

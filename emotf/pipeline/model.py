@@ -36,6 +36,10 @@ RESERVED = frozenset(
         "rejected",
         "warning",
         "warnings",
+        "movies_refused",
+        "pipeline_errors",
+        "particles",
+        "particles_extracted",
     }
 )
 # Per-movie keys of every merged record (not contributed by any one step).
