@@ -283,6 +283,43 @@ def test_workflow_none_ends_at_once_without_processing(
     assert not (server.otf_root / "none1_OTF").exists()
 
 
+def test_transfer_to_a_full_destination_ends_with_one_clear_error(
+    server: EmhubServer, start_worker: Start, tmp_path: Path
+) -> None:
+    """A real 1 MB tmpfs as the destination (root only: skipped otherwise, the engine test
+    in test_transfer.py then simulates ENOSPC)."""
+    small = server.raw_root / "small"
+    small.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        frames = server.raw_root / "frames" / "full1"
+        simulate_session(frames, SMALL, 12)
+        before = movies(frames)
+        extra = {"raw": {"path": str(small / "dest"), "frames": str(frames)}, "otf": {}}
+        sid = server.create_session_attrs(
+            {
+                "name": "full1",
+                "extra": extra,
+                "check_raw": False,
+                "tasks": [[WORKER, {"action": "transfer"}]],
+            }
+        )
+        task = task_of(server, sid, "transfer")
+        start_worker()
+        wait_for(lambda: server.is_done(task), 120, "the transfer task")
+        errors = [e for e in server.task_history(task) if "error" in e]
+        assert errors == [last_event(server, task)] and "is full" in errors[0]["error"]
+        moved = movies(small / "dest")
+        left = movies(frames)
+        assert moved and left and {**left, **moved} == before  # nothing lost or changed
+        assert not set(left) & set(moved)  # a movie is in one place only
+        assert not list(small.rglob("*.emotf-part"))
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
 def test_an_otf_that_cannot_run_sets_failed(server: EmhubServer, start_worker: Start) -> None:
     raw = server.raw_root / "fail1"
     simulate_session(raw, SMALL, 1)
