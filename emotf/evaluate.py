@@ -22,7 +22,8 @@ from .parsers.relion import read_coordinates_star
 @dataclass
 class MovieScore:
     key: str
-    drift_rmse: float | None = None
+    drift_rmse: float | None = None  # px, best common translation removed
+    drift_rmse_frame1: float | None = None  # px, both trajectories anchored on frame 1
     defocus_u_error: float | None = None
     defocus_v_error: float | None = None
     angle_error: float | None = None
@@ -37,15 +38,24 @@ def angle_difference(a: float, b: float) -> float:
     return min(d, 180.0 - d)
 
 
-def drift_rmse(shifts: list[list[float]], drift: list[list[float]], flip_y: bool) -> float:
-    """RMSE (px) between measured corrections and the truth's -drift, both relative to frame 1."""
+def drift_rmse(
+    shifts: list[list[float]], drift: list[list[float]], flip_y: bool, anchored: bool = False
+) -> float:
+    """RMSE (px) between measured corrections and the truth's -drift.
+
+    By default the best common translation is removed first: where the trajectory is anchored
+    does not change the aligned sum (only its registration), while RELION anchors it on frame
+    1, whose own estimate (one low-dose frame) would otherwise count in every frame.
+    ``anchored``: both relative to frame 1, as reported.
+    """
     measured = np.asarray(shifts, dtype=float)
     truth = -np.asarray(drift, dtype=float)
     if flip_y:
         truth[:, 1] *= -1.0
-    measured = measured - measured[0]
-    truth = truth - truth[0]
-    return float(np.sqrt(np.mean(np.sum((measured - truth) ** 2, axis=1))))
+    diff = (measured - measured[0]) - (truth - truth[0])
+    if not anchored:
+        diff = diff - diff.mean(axis=0)
+    return float(np.sqrt(np.mean(np.sum(diff**2, axis=1))))
 
 
 def match_picks(picks: np.ndarray, truth: np.ndarray, max_distance: float) -> tuple[float, float]:
@@ -80,6 +90,7 @@ def score_movie(
     binning = float(record.get("binning", 1.0))
     if "shifts" in record:
         score.drift_rmse = drift_rmse(record["shifts"], truth["drift"], flip_y)
+        score.drift_rmse_frame1 = drift_rmse(record["shifts"], truth["drift"], flip_y, True)
     if "defocus_u" in record:
         angle = -truth["angle"] if flip_y else truth["angle"]
         score.defocus_u_error = abs(record["defocus_u"] - truth["defocus_u"])

@@ -5,6 +5,7 @@ Uses one realistic simulated field (carbon edge and contamination forced on)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from emotf.sim.realism import make_specimen
 from emotf.steps.pick_clean import clean_micrograph, outside_mask
@@ -35,3 +36,18 @@ def test_picks_inside_the_mask_are_dropped() -> None:
     mask[:, 150:] = True  # x >= 150 masked (numpy rows = y)
     xy = np.array([[10.0, 20.0], [160.0, 20.0], [149.4, 99.0]])
     assert outside_mask(xy, mask).tolist() == [True, False, True]
+
+
+def test_the_null_twin_keeps_the_spectrum_and_loses_the_shapes() -> None:
+    from emotf.steps.pick_clean import null_threshold, surrogate
+
+    rng = np.random.default_rng(2)
+    image = rng.normal(10.0, 1.0, (256, 256))
+    image[100:120, 100:120] -= 5.0  # one dark blob
+    twin = surrogate(image)
+    power = np.abs(np.fft.rfft2(image - image.mean()))
+    assert np.allclose(np.abs(np.fft.rfft2(twin - twin.mean()))[1:-1, 1:-1], power[1:-1, 1:-1],
+                       rtol=1e-6, atol=1e-6)  # fmt: skip
+    assert twin.min() > image.min() + 1.0  # the blob's depth is spread over the field
+    assert null_threshold([]) == 0.0
+    assert null_threshold([0.1] * 19 + [1.0]) == pytest.approx(0.145)  # 95th percentile

@@ -13,6 +13,11 @@ the threshold up for the real particles. Before picking:
   filter sees nothing there.
 
 Picks that RELION still places within the mask are dropped afterwards.
+
+False picks on clean ice come from the CTF-filtered ice texture. To tell them from particles,
+each micrograph gets a null twin with the same power spectrum and random phases (a surrogate:
+texture statistics kept, particles scrambled), picked alongside it; picks whose figure of
+merit does not exceed the 95th percentile of the twin's are dropped (``fom_threshold``).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ DARK_FRACTION = 0.045
 class Cleaned:
     path: Path
     mask: NDArray[np.bool_]
+    null: Path | None = None  # phase-randomised twin
 
     @property
     def masked_fraction(self) -> float:
@@ -86,7 +92,31 @@ def write_cleaned(micrograph: Path, target: Path, diameter_px: float) -> Cleaned
         mrc.set_data(cleaned.astype(np.float32))
         mrc.voxel_size = voxel
     publish(tmp, target)
-    return Cleaned(target, mask)
+    null = target.with_name(target.stem + "_null.mrc")
+    _write_mrc(null, surrogate(cleaned), voxel)
+    return Cleaned(target, mask, null)
+
+
+def surrogate(image: FloatArray, seed: int = 1) -> FloatArray:
+    """Same power spectrum, random phases: the texture without the particles' shapes."""
+    spectrum = np.fft.rfft2(image - image.mean())
+    phases = np.exp(2j * np.pi * np.random.default_rng(seed).random(spectrum.shape))
+    return np.asarray(np.fft.irfft2(np.abs(spectrum) * phases, s=image.shape) + image.mean())
+
+
+def _write_mrc(target: Path, data: FloatArray, voxel: object) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mrc", dir=target.parent)
+    os.close(fd)
+    with mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(data.astype(np.float32))
+        mrc.voxel_size = voxel
+    publish(tmp, target)
+
+
+def null_threshold(null_foms: list[float], quantile: float = 0.95) -> float:
+    """The figure of merit that texture alone reaches (0 when the twin got no picks)."""
+    values = [f for f in null_foms if np.isfinite(f)]
+    return float(np.quantile(values, quantile)) if values else 0.0
 
 
 def outside_mask(xy: FloatArray, mask: NDArray[np.bool_]) -> NDArray[np.bool_]:

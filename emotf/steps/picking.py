@@ -25,7 +25,7 @@ from .base import (
     run_tool,
     start_output,
 )
-from .pick_clean import Cleaned, outside_mask, write_cleaned
+from .pick_clean import Cleaned, null_threshold, outside_mask, write_cleaned
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,23 @@ def _collect(out: StepOutput, key: str, coords: Path) -> bool:
     return True
 
 
-def _collect_cleaned(out: StepOutput, key: str, raw: Path, final: Path, cleaned: Cleaned) -> bool:
-    """RELION's picks on the cleaned micrograph, without those inside the mask."""
+def _null_fom(batch: str, cleaned: Cleaned) -> float:
+    """The FOM the micrograph's phase-randomised twin reached (see ``pick_clean``)."""
+    if cleaned.null is None:
+        return float("-inf")
+    coords = coordinates_path(batch, cleaned.null.as_posix())
+    try:
+        picks = read_coordinates_star(coords) if coords.is_file() else []
+    except ParseError:
+        picks = []
+    return null_threshold([p.score for p in picks if p.score is not None])
+
+
+def _collect_cleaned(
+    out: StepOutput, batch: str, key: str, raw: Path, final: Path, cleaned: Cleaned
+) -> bool:
+    """RELION's picks on the cleaned micrograph, without those inside the mask or not above
+    what the micrograph's null twin reaches."""
     if not raw.is_file():
         return False
     try:
@@ -87,15 +102,21 @@ def _collect_cleaned(out: StepOutput, key: str, raw: Path, final: Path, cleaned:
         return True
     xy = np.array([[p.x, p.y] for p in picks], dtype=float).reshape(-1, 2)
     keep = outside_mask(xy, cleaned.mask)
-    kept = [p for p, k in zip(picks, keep, strict=True) if k]
+    threshold = _null_fom(batch, cleaned)
+    kept = [
+        p
+        for p, k in zip(picks, keep, strict=True)
+        if k and (p.score is None or p.score > threshold)
+    ]
     final.parent.mkdir(parents=True, exist_ok=True)
     write_coordinates_star(final, kept)
     out.succeed(
         key,
         coordinates=final.as_posix(),
         particles=len(kept),
-        picks_masked=len(picks) - len(kept),
+        picks_dropped=len(picks) - len(kept),
         masked_fraction=round(cleaned.masked_fraction, 4),
+        fom_threshold=round(threshold, 4) if np.isfinite(threshold) else None,
     )
     return True
 
@@ -121,9 +142,14 @@ def _run_log_group(ctx: StepContext, out: StepOutput, rows: dict[str, Record], t
     star = folder / f"micrographs_{tag}.star"
     cleaned = {k: _cleaned(ctx, folder, r) for k, r in rows.items()}
     listed = {k: {**r, "micrograph": cleaned[k].path.as_posix()} for k, r in rows.items()}
+    twins = {
+        f"{k}#null": {**r, "micrograph": c.null.as_posix()}
+        for k, r in rows.items()
+        if (c := cleaned[k]).null is not None
+    }
     write_micrographs_star(
         star,
-        listed,
+        {**listed, **twins},
         ctx.config["acquisition"],
         binning=float(ctx.config["motioncor"]["bin_factor"]),
     )
@@ -133,6 +159,7 @@ def _run_log_group(ctx: StepContext, out: StepOutput, rows: dict[str, Record], t
         for k, r in rows.items()
         if not _collect_cleaned(
             out,
+            ctx.batch,
             k,
             coordinates_path(ctx.batch, listed[k]["micrograph"]),
             coordinates_path(ctx.batch, r["micrograph"]),
