@@ -27,6 +27,7 @@ from ..folder_lock import FolderBusy
 from ..ledger import figures
 from ..otf import FolderNotWritable, OtfOptions, OtfSession, Status
 from ..project import prepare_folder
+from ..slots import worker_slots
 from ..stats import session_stats
 from ..trust import TrustPolicy, UntrustedFolder
 from .client import Task
@@ -194,7 +195,10 @@ class OtfTask(StoppableTask):
             poll_interval=float(self.settings.get("poll_interval", 5)),
             profile=profile,
             max_runs=int(self.settings.get("max_runs", 2)),
+            batches_per_run=int(self.settings.get("batches_per_run", OtfOptions.batches_per_run)),
             max_attempts=int(self.settings.get("max_attempts", OtfOptions.max_attempts)),
+            slots=worker_slots(self.worker, self.settings),  # shared by the worker's sessions
+            slot_key=f"session-{self.session_id}",
             trusted_groups=groups,
             holder=f"worker task {self.task.id} (session {self.session_id})",
         )
