@@ -147,8 +147,8 @@ def live_snakemake(out_dir: Path) -> list[int]:
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            if not any("snakemake" in part for part in cmdline[:3]):
-                continue
+            if not any(os.path.basename(part) == "snakemake" for part in cmdline[:3]):
+                continue  # (a path that merely contains the word is not snakemake)
             if "--mode" in cmdline and "remote" in cmdline:
                 continue  # a cluster job's own snakemake (a compute node's, not a run)
             if _workdir(cmdline, proc.cwd()) == target:
