@@ -52,11 +52,26 @@ def merged(current: dict[str, Any], owned: dict[str, Any]) -> dict[str, Any]:
     return update
 
 
-def send_merged(worker: ExtraSender, session_id: int, owned: dict[str, Any]) -> dict[str, Any]:
+def send_merged(
+    worker: ExtraSender,
+    session_id: int,
+    owned: dict[str, Any],
+    sent: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Re-read the session, merge ``owned`` into its current ``extra`` and send it; returns
-    what was sent. Raises EmhubError like the client (the outbox retries when unreachable)."""
+    what was sent. Raises EmhubError like the client (the outbox retries when unreachable).
+
+    ``sent`` is the caller's record of what it last sent: a shared sub-dict whose owned keys
+    have not changed since is left out (unless ``force``), so a running session rewrites
+    ``raw``/``otf`` only when they change, which keeps the read-to-write window of a lost
+    staff edit rare (a task's last update is forced)."""
+    if sent is not None and not force:
+        owned = {k: v for k, v in owned.items() if k not in MERGED or sent.get(k) != v}
     with session_lock(session_id):
         current = worker.client.get_session(session_id).get("extra") or {}
         update = merged(current if isinstance(current, dict) else {}, owned)
         worker.update_extra(session_id, update)
-        return update
+    if sent is not None:
+        sent.update({k: v for k, v in owned.items() if k in MERGED})
+    return update

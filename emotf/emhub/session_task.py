@@ -124,6 +124,7 @@ class OtfTask(StoppableTask):
         self.raw_dir: Path | None = None
         self.out_dir: Path | None = None  # known once the paths are checked
         self._raw: tuple[float, dict[str, Any]] = (0.0, {})  # when extra.raw was computed
+        self._sent: dict[str, Any] = {}  # the raw/otf sub-dicts last sent (extra.send_merged)
         self._last_sent: tuple[float, str] = (0.0, "")
         self.outbox = Outbox(
             lambda event: worker.deliver(task, event),
@@ -132,7 +133,8 @@ class OtfTask(StoppableTask):
         )
 
     def _send_extra(self, extra: dict[str, Any]) -> None:
-        send_merged(self.worker, self.session_id, extra)
+        running = (extra.get("otf") or {}).get("status", "running") == "running"
+        send_merged(self.worker, self.session_id, extra, self._sent, force=not running)
 
     def stop(self, user: bool = True) -> None:
         super().stop(user)
