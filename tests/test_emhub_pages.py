@@ -222,7 +222,8 @@ def test_form_session_with_raw_folder_monitor_then_otf(web: EmhubServer, page: P
     sid = create_session(page, web, "web2", raw_folder=str(raw))
     monitor_id, otf_id = task_of(web, sid, "monitor"), task_of(web, sid, "otf")
 
-    def two_more() -> None:
+    def two_more() -> None:  # once the monitor has scanned, so its count is known: 2
+        wait_for(lambda: web.is_done(monitor_id), 120, "the monitor task")
         for _ in range(2):
             time.sleep(3)
             microscope.movie("good", 4, 1.0)  # written in 4 chunks over 1 s
