@@ -5,13 +5,16 @@ Real LSF cannot run here. This boundary runs each submitted job locally (detache
 status queries the way LSF does and records every ``bsub`` argv in
 ``$FAKELSF_STATE/submissions.jsonl`` so tests can assert what the LSF profile asked for
 (queue, project, GPU request, memory, runtime). Invoked through symlinks named after the
-LSF commands.
+LSF commands. ``bkill`` records its argv in ``$FAKELSF_STATE/bkills.jsonl``, so tests can
+check that every job was cancelled. While ``$FAKELSF_STATE/hold`` exists, submitted jobs wait
+before running their command (still unfinished for bjobs), so a test can stop them mid-way.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -49,10 +52,12 @@ def bsub(argv: list[str]) -> int:
     cwd = _option(argv, "-cwd") or os.getcwd()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     marker = STATE / f"{jobid}.rc"
-    wrapped = f"{command}; echo $? > {marker}"
+    hold = shlex.quote(str(STATE / "hold"))  # while this file exists, new jobs wait to start
+    script = STATE / f"{jobid}.sh"  # a job file, as LSF runs it (not the command on argv)
+    script.write_text(f"while [ -e {hold} ]; do sleep 0.2; done\n{command}\necho $? > {marker}\n")
     with open(out, "a") as log:
-        proc = subprocess.Popen(  # noqa: S602 - the job command is what LSF itself runs
-            ["/bin/sh", "-c", wrapped],
+        proc = subprocess.Popen(
+            ["/bin/sh", str(script)],
             cwd=cwd,
             env=env,
             stdout=log,
@@ -63,6 +68,9 @@ def bsub(argv: list[str]) -> int:
         "pid": proc.pid,
         "name": _option(argv, "-J") or "",
         "queue": _option(argv, "-q") or "normal",
+        "sub_cwd": os.getcwd(),
+        "exec_cwd": cwd,
+        "user": os.environ.get("USER", "root"),
     }
     _save(jobs)
     print(f"Job <{jobid}> is submitted to queue <{jobs[jobid]['queue']}>.")
@@ -75,21 +83,43 @@ def _state(jobid: str, job: dict) -> str:
         return "DONE" if marker.read_text().strip() == "0" else "EXIT"
     try:
         os.kill(job["pid"], 0)
-        return "RUN"
     except ProcessLookupError:
         return "EXIT"
+    try:  # a killed job nobody reaped yet (a zombie) has ended too
+        stat = Path(f"/proc/{job['pid']}/stat").read_text()
+    except OSError:
+        return "EXIT"
+    return "EXIT" if stat.rsplit(")", 1)[-1].split()[0] == "Z" else "RUN"
+
+
+FIELDS = {"jobid", "user", "stat", "queue", "job_name", "exec_host", "sub_cwd", "exec_cwd"}
+
+
+def _record(jobid: str, job: dict, state: str, fields: list[str]) -> dict[str, str]:
+    values = {"jobid": jobid, "user": job.get("user", os.environ.get("USER", "root")),
+              "stat": state, "queue": job["queue"], "job_name": job["name"],
+              "exec_host": "localhost", "sub_cwd": job.get("sub_cwd", ""),
+              "exec_cwd": job.get("exec_cwd", "")}  # fmt: skip
+    return {name.upper(): values[name] for name in fields}
 
 
 def _json_jobs(argv: list[str]) -> int:
-    """``bjobs -u all [-q Q] -o "jobid user stat queue job_name exec_host" -json``: LSF's
-    JSON shape ({"COMMAND", "JOBS", "RECORDS": [{"JOBID", ...}]}), unfinished jobs only."""
-    queue = _option(argv, "-q")
+    """``bjobs [-u USER|all] [-q Q] -o "FIELD ..." -json``: LSF's JSON shape ({"COMMAND",
+    "JOBS", "RECORDS": [{"JOBID", ...}]}) with the requested fields (upper case), unfinished
+    jobs only (as without ``-a``)."""
+    queue, user = _option(argv, "-q"), _option(argv, "-u")
+    fields = (_option(argv, "-o") or "jobid stat").split()
+    unknown = [f for f in fields if f not in FIELDS]
+    if unknown:
+        print(f"{unknown[0]}: Illegal field name", file=sys.stderr)
+        return 255
     records = [
-        {"JOBID": jobid, "USER": os.environ.get("USER", "root"), "STAT": state,
-         "QUEUE": job["queue"], "JOB_NAME": job["name"], "EXEC_HOST": "localhost"}
+        _record(jobid, job, state, fields)
         for jobid, job in _jobs().items()
-        if (state := _state(jobid, job)) == "RUN" and queue in (None, job["queue"])
-    ]  # fmt: skip
+        if (state := _state(jobid, job)) == "RUN"
+        and queue in (None, job["queue"])
+        and user in (None, "all", job.get("user", os.environ.get("USER", "root")))
+    ]
     print(json.dumps({"COMMAND": "bjobs", "JOBS": len(records), "RECORDS": records}))
     return 0
 
@@ -119,6 +149,9 @@ def bjobs(argv: list[str]) -> int:
 
 
 def bkill(argv: list[str]) -> int:
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(STATE / "bkills.jsonl", "a") as handle:
+        handle.write(json.dumps(argv) + "\n")
     jobs = _jobs()
     for jobid in argv:
         if jobid in jobs:
