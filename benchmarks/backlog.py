@@ -70,9 +70,11 @@ def drive(out: Path, batches_per_run: int, poll: float) -> int:
     return 0
 
 
-def first_result(out: Path, batches_per_run: int, poll: float, timeout: float) -> dict[str, Any]:
+def first_result(out: Path, batches_per_run: int, poll: float, timeout: float,
+                 drain: bool = False) -> dict[str, Any]:  # fmt: skip
     """Start the loop on ``out``; seconds to its first batch result, imports done by then,
-    the targets of its first Snakemake run. The loop is stopped after the first result."""
+    the targets of its first Snakemake run. The loop is stopped after the first result, or
+    with ``drain`` once every batch has its result (``drain_seconds``)."""
     argv = [sys.executable, __file__, "--drive", str(out), "--batches-per-run",
             str(batches_per_run), "--poll", str(poll)]  # fmt: skip
     start = time.perf_counter()
@@ -87,6 +89,17 @@ def first_result(out: Path, batches_per_run: int, poll: float, timeout: float) -
         seconds = time.perf_counter() - start
         first = sorted(p.stem for p in (out / "Results").glob("b*.json"))
         imported = len(list((out / "Import").glob("b*/import.json")))
+        drained = None
+        if drain:
+            total = len(list((out / "batches").glob("b*.json")))
+            while len(list((out / "Results").glob("b*.json"))) < total:
+                ended = proc.poll() is not None  # then the count is checked once more
+                if ended and len(list((out / "Results").glob("b*.json"))) < total:
+                    raise RuntimeError(f"{out}: the loop ended before the backlog was drained")
+                if time.perf_counter() - start > timeout:
+                    raise RuntimeError(f"{out}: backlog not drained in {timeout:.0f} s")
+                time.sleep(0.2)
+            drained = time.perf_counter() - start
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -95,12 +108,13 @@ def first_result(out: Path, batches_per_run: int, poll: float, timeout: float) -
             proc.kill()
             proc.wait()
     logs = sorted((out / "logs" / "snakemake").glob("*.log"))
-    return {"seconds": seconds, "first": first, "imported": imported,
-            "first_run_log": logs[0].name if logs else None}  # fmt: skip
+    return {"seconds": seconds, "first": first, "imported": imported, "drain_seconds": drained,
+            "runs": len(logs), "first_run_log": logs[0].name if logs else None}  # fmt: skip
 
 
 def measure(root: Path, backlog: int, batch_size: int, poll: float = 0.5, repeat: int = 1,
-            timeout: float = 900.0, old_arm: bool = True) -> dict[str, Any]:  # fmt: skip
+            timeout: float = 900.0, old_arm: bool = True,
+            drain: bool = False) -> dict[str, Any]:  # fmt: skip
     """The arms side by side, interleaved ``repeat`` times after one untimed warm-up batch
     (so no arm pays for cold caches); per arm the run with the median time, and all times."""
     first_result(prepare_backlog(root, "warmup", 1, batch_size), DEFAULT_BATCHES_PER_RUN,
@@ -112,7 +126,7 @@ def measure(root: Path, backlog: int, batch_size: int, poll: float = 0.5, repeat
     for n in range(repeat):
         for name, batches, per_run in todo:
             out = prepare_backlog(root, f"{name}{n}", batches, batch_size)
-            runs[name].append(first_result(out, per_run, poll, timeout))
+            runs[name].append(first_result(out, per_run, poll, timeout, drain and batches > 1))
     arms: dict[str, Any] = {}
     for name, results in runs.items():
         ordered = sorted(results, key=lambda r: float(r["seconds"]))
@@ -126,6 +140,11 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--poll", type=float, default=0.5, help="session loop poll interval (s)")
     p.add_argument("--repeat", type=int, default=3, help="runs per arm (the median is shown)")
+    p.add_argument(
+        "--drain",
+        action="store_true",
+        help="also run each backlog to its end (time to the last result)",
+    )
     p.add_argument("--batches-per-run", type=int, default=DEFAULT_BATCHES_PER_RUN,
                    help=argparse.SUPPRESS)  # fmt: skip
     p.add_argument("--drive", help=argparse.SUPPRESS)
@@ -140,7 +159,8 @@ def main() -> int:
     with C.work_folder(args, "backlog") as root:
         print(f"measuring {args.repeat}x: one batch alone, the backlog (shipped), the backlog "
               "all in one run", flush=True)  # fmt: skip
-        arms = measure(root, args.backlog, args.batch_size, args.poll, args.repeat)
+        arms = measure(root, args.backlog, args.batch_size, args.poll, args.repeat,
+                       drain=args.drain)  # fmt: skip
     one = arms["alone"]["seconds"]
     report.add("one batch alone: first result", one, "s")
     new, old = arms["backlog"], arms["backlog_all"]
@@ -150,6 +170,11 @@ def main() -> int:
     report.add("ratio backlog / alone", new["seconds"] / one, "", goal=2)
     report.add("same backlog, every batch in one run (before issue 13)", old["seconds"], "s",
                note=f"{old['imported']} of {args.backlog} batches imported by then")  # fmt: skip
+    if args.drain:
+        report.add("backlog drained (last result), as shipped", new["drain_seconds"], "s",
+                   note=f"{new['runs']} Snakemake runs")  # fmt: skip
+        report.add("backlog drained, every batch in one run", old["drain_seconds"], "s",
+                   note=f"{old['runs']} Snakemake runs")  # fmt: skip
     report.details = {"args": vars(args), "arms": arms}
     report.print()
     report.write_json(args.json)

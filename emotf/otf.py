@@ -52,7 +52,9 @@ class OtfOptions:
     max_runs: int = 2  # concurrent Snakemake invocations (disjoint batches): a batch cut
     # while a long run is going starts at once instead of waiting for that run to end
     batches_per_run: int = 1  # oldest pending batches per invocation (0: all): after a
-    # restart with a backlog the first results come after one short run, not the backlog
+    # restart with a backlog the first results come after one short run, not the backlog;
+    # each finished run doubles it, up to max_batches_per_run, so a backlog drains in few runs
+    max_batches_per_run: int = 8  # (a run holds a worker slot: see emotf.slots)
     cores: int | None = None  # snakemake --cores for local jobs (None: the profile's)
     slots: RunSlots | None = None  # worker-wide run limit shared with other sessions
     slot_key: str = ""  # this session's name in ``slots``
@@ -106,6 +108,7 @@ class OtfSession:
         self.progress = ProgressReader(self.out_dir)
         self.runs: list[tuple[SnakemakeRun, list[str]]] = []  # each run and its batches
         self.attempts: dict[str, int] = {}
+        self.runs_finished = 0  # Snakemake runs of this loop that ended (sizes the next)
         self.last_activity = time.time()
         self._stop_requested = False
         self.outputs = OutputWriter(self.out_dir)
@@ -167,6 +170,7 @@ class OtfSession:
             code = item[0].poll()
             if code is not None:
                 self.runs.remove(item)
+                self.runs_finished += 1
                 self._release_slot()
                 self._finish_run(item[0], item[1], code)
 
@@ -179,11 +183,15 @@ class OtfSession:
         return self.options.slot_key or str(self.out_dir)
 
     def _next_batches(self) -> list[str]:
-        """The oldest pending batches not in a run, at most ``batches_per_run`` of them."""
+        """The oldest pending batches not in a run: ``batches_per_run`` of them at first,
+        twice as many after each finished run, at most ``max_batches_per_run``."""
         running = set(self.running_batches)
         pending = [b for b in self.pending_batches() if b not in running]
-        limit = self.options.batches_per_run
-        return pending[:limit] if limit > 0 else pending
+        base = self.options.batches_per_run
+        if base <= 0:
+            return pending
+        grown = base * 2 ** min(self.runs_finished, 16)
+        return pending[: max(base, min(grown, self.options.max_batches_per_run))]
 
     def _run_args(self) -> list[str]:
         args = list(self.options.snakemake_args)
