@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 log = logging.getLogger(__name__)
 
 SLURM_ACTIVE = "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED,REQUEUED,RESIZING,STOPPED"
@@ -104,8 +106,30 @@ def lsf_jobs(out_dir: Path) -> list[ClusterJob]:
     return jobs
 
 
-def folder_jobs(out_dir: Path) -> list[ClusterJob]:
-    return [*slurm_jobs(out_dir), *lsf_jobs(out_dir)]
+def profile_executor(out_dir: Path, profile: str | None) -> str | None:
+    """The ``executor:`` of a Snakemake profile (a folder, relative to ``out_dir`` or
+    absolute, or a name installed where Snakemake looks), or None if it cannot be read."""
+    if not profile:
+        return None
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    for folder in (out_dir / profile, Path(xdg) / "snakemake" / profile,
+                   Path("/etc/xdg/snakemake") / profile):  # fmt: skip
+        for name in ("config.yaml", "profile.yaml"):
+            try:
+                data = yaml.safe_load((folder / name).read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            executor = data.get("executor") if isinstance(data, dict) else None
+            return str(executor) if executor else None
+    return None
+
+
+def folder_jobs(out_dir: Path, profile: str | None = None) -> list[ClusterJob]:
+    """The unfinished jobs of ``out_dir`` on the scheduler the profile submits to (both
+    SLURM and LSF when that is unknown)."""
+    executor = profile_executor(out_dir, profile)
+    jobs = [] if executor == "lsf" else slurm_jobs(out_dir)
+    return jobs + ([] if executor == "slurm" else lsf_jobs(out_dir))
 
 
 def _cancel(jobs: list[ClusterJob]) -> None:
@@ -115,12 +139,14 @@ def _cancel(jobs: list[ClusterJob]) -> None:
             subprocess.run([command, *ids], capture_output=True, timeout=QUERY_TIMEOUT, check=False)
 
 
-def cancel_folder_jobs(out_dir: Path, timeout: float = 60.0) -> list[ClusterJob]:
+def cancel_folder_jobs(
+    out_dir: Path, profile: str | None = None, timeout: float = 60.0
+) -> list[ClusterJob]:
     """Cancel every unfinished Snakemake job of ``out_dir`` and wait (up to ``timeout``)
     until the schedulers list none; returns the jobs that were cancelled. Call it only when
     no Snakemake is alive in the folder (their jobs would be cancelled too)."""
     try:
-        jobs = folder_jobs(out_dir)
+        jobs = folder_jobs(out_dir, profile)
     except ClusterQueryError as exc:
         log.warning("cannot list the cluster jobs of %s: %s", out_dir, exc)
         return []
@@ -138,7 +164,7 @@ def cancel_folder_jobs(out_dir: Path, timeout: float = 60.0) -> list[ClusterJob]
         _cancel(jobs)
         time.sleep(1.0)
         try:
-            jobs = folder_jobs(out_dir)
+            jobs = folder_jobs(out_dir, profile)
         except ClusterQueryError as exc:
             log.warning("cannot list the cluster jobs of %s: %s", out_dir, exc)
             break

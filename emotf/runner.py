@@ -64,7 +64,7 @@ class SnakemakeRun:
         check_folder(self.out_dir, self.policy, self.rule_dirs)
         if self.profile and not live_snakemake(self.out_dir):
             # jobs of a Snakemake that was killed: this run would submit them again
-            cancel_folder_jobs(self.out_dir)
+            cancel_folder_jobs(self.out_dir, self.profile)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting snakemake for %d targets (log %s)", len(self.targets), self.log_path)
         with open(self.log_path, "ab") as handle:
@@ -112,7 +112,7 @@ class SnakemakeRun:
             code = self.proc.wait()
         if not live_snakemake(self.out_dir):  # never break the lock of a run someone started
             if self.profile:  # jobs the plugin did not cancel (SIGKILL, submission in flight)
-                cancel_folder_jobs(self.out_dir)
+                cancel_folder_jobs(self.out_dir, self.profile)
             unlock(self.out_dir, self.policy, self.rule_dirs)
         return code
 
