@@ -162,7 +162,7 @@ def test_a_movie_that_fails_ctf_but_is_picked_counts_as_picked_before_and_after(
         "picked": 2,
         "extracted": 1,
     }
-    assert running.totals == {"particles": 44, "particles_extracted": 3}
+    assert running.totals == {"gain_suspect": 0, "particles": 44, "particles_extracted": 3}
     ctx = StepContext(
         batch="b000001",
         config={},

@@ -24,17 +24,18 @@ def legacy_pipeline(errors: list[str]) -> Pipeline:
 
 def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
     """Fill what records written by earlier versions lack (in place; returns it)."""
-    if "steps" not in record:
-        # legacy-1 records: a movie reached every step before the one it failed at
-        failed = record.get("failed_step")
-        reached = (
-            LEGACY_1
-            if record.get("state") == "done" or failed not in LEGACY_1
-            else LEGACY_1[: LEGACY_1.index(failed)]
-        )
-        record["steps"] = {s: True for s in reached}
-        if failed in LEGACY_1:
-            record["steps"][failed] = False
+    if "steps" in record:
+        return record  # written by a pipeline with declarations: complete as it is
+    # legacy-1 records: a movie reached every step before the one it failed at
+    failed = record.get("failed_step")
+    reached = (
+        LEGACY_1
+        if record.get("state") == "done" or failed not in LEGACY_1
+        else LEGACY_1[: LEGACY_1.index(failed)]
+    )
+    record["steps"] = {s: True for s in reached}
+    if failed in LEGACY_1:
+        record["steps"][failed] = False
     if "motion_total" in record and "accum_motion_total_px" not in record:
         pixel = float(record.get("pixel_size") or 1.0)  # earlier releases wrote Å only
         for part in ("total", "early", "late"):

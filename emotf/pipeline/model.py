@@ -66,7 +66,7 @@ class Field:
     @property
     def stat_key(self) -> str:
         """Key of the field's statistics (``motion_total_A``, ``ice_ring_density``)."""
-        suffix = {"Å": "A", "Å²": "A2", "°": "deg"}.get(
+        suffix = {"Å": "A", "Å²": "A2", "°": "deg", "σ": "sigma"}.get(
             self.unit, re.sub(r"\W+", "_", self.unit).strip("_")
         )
         return f"{self.name}_{suffix}" if suffix else self.name

@@ -7,6 +7,9 @@ emotf_step(
     description="Particle picking: crYOLO (GPU) or RELION's LoG picker (CPU).",
     fields={
         "coordinates": {"star": "rlnMicrographCoordinates"},
+        "picks_dropped": {"summary": True, "stat": True},
+        "masked_fraction": {"summary": True, "stat": True},
+        "fom_threshold": {},
         "particles": {"label": "particles", "unit": "per micrograph", "total": "particles",
                       "summary": True, "stat": True, "histogram": True},
     },
