@@ -55,6 +55,8 @@ class OtfOptions:
     # restart with a backlog the first results come after one short run, not the backlog;
     # each finished run doubles it, up to max_batches_per_run, so a backlog drains in few runs
     max_batches_per_run: int = 8  # (a run holds a worker slot: see emotf.slots)
+    run_stagger: float = 10.0  # seconds after a run started before another run may start:
+    # two Snakemake start-ups at once (DAG, workflow parse) slow the first result down
     cores: int | None = None  # snakemake --cores for local jobs (None: the profile's)
     slots: RunSlots | None = None  # worker-wide run limit shared with other sessions
     slot_key: str = ""  # this session's name in ``slots``
@@ -210,8 +212,12 @@ class OtfSession:
                 slots.withdraw(self._slot_key)
             return
         batches = self._next_batches()
-        if not batches or (not self.runs and live_snakemake(self.out_dir)):
-            # nothing to do, or e.g. the run of a worker that was killed: let it finish
+        young = bool(self.runs) and (
+            time.time() - max(run.started for run, _b in self.runs) < self.options.run_stagger
+        )
+        if not batches or young or (not self.runs and live_snakemake(self.out_dir)):
+            # nothing to do, a run of ours just started, or e.g. the run of a worker that was
+            # killed: let it finish
             if slots is not None:
                 slots.withdraw(self._slot_key)
             return
