@@ -55,8 +55,9 @@ class OtfOptions:
     # restart with a backlog the first results come after one short run, not the backlog;
     # each finished run doubles it, up to max_batches_per_run, so a backlog drains in few runs
     max_batches_per_run: int = 8  # (a run holds a worker slot: see emotf.slots)
-    run_stagger: float = 10.0  # seconds after a run started before another run may start:
-    # two Snakemake start-ups at once (DAG, workflow parse) slow the first result down
+    run_stagger: float = 10.0  # until the loop's first run ended, seconds after a run
+    # started before another may start: two Snakemake start-ups at once (workflow parse,
+    # DAG) slow the first result after a (re)start down; later runs start at once
     cores: int | None = None  # snakemake --cores for local jobs (None: the profile's)
     slots: RunSlots | None = None  # worker-wide run limit shared with other sessions
     slot_key: str = ""  # this session's name in ``slots``
@@ -212,9 +213,8 @@ class OtfSession:
                 slots.withdraw(self._slot_key)
             return
         batches = self._next_batches()
-        young = bool(self.runs) and (
-            time.time() - max(run.started for run, _b in self.runs) < self.options.run_stagger
-        )
+        newest = max((run.started for run, _b in self.runs), default=0.0)
+        young = self.runs_finished == 0 and time.time() - newest < self.options.run_stagger
         if not batches or young or (not self.runs and live_snakemake(self.out_dir)):
             # nothing to do, a run of ours just started, or e.g. the run of a worker that was
             # killed: let it finish
