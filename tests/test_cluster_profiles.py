@@ -110,24 +110,27 @@ def test_session_through_real_slurm(tmp_path: Path) -> None:
     from emotf.project import prepare_folder
 
     prepare_folder(out, session, config)
-    resources = {"slurm_partition": "cpu", "runtime": 10, "mem_mb": 1000}
+    resources = {"runtime": 10, "mem_mb": 1000}
+    shipped = yaml.safe_load((out / "profiles" / "slurm" / "config.yaml").read_text())
     profile = cluster_profile(out, "slurm", {
-        "default-resources": resources,
-        "set-resources": {"motioncor": {**resources, "slurm_partition": "gpu"},
-                          "cryolo": {**resources, "slurm_partition": "gpu"}},
-        "slurm-init-seconds-before-status-checks": 2,
+        "default-resources": {**resources, "slurm_partition": "cpu"},
+        # the shipped partitions (the batch group on gpu), this machine's memory and runtime
+        "set-resources": {rule: {**values, **resources}
+                          for rule, values in shipped["set-resources"].items()},
     })  # fmt: skip
     status = run_session(
         session, out, config, OtfOptions(once=True, poll_interval=1, profile=profile), quiet=True
     )
     assert status.counts["done"] == 2, status.failures
-    jobs = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T|%k|%P"],
+    jobs = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T|%k|%P|%Z"],
                           capture_output=True, text=True, check=True).stdout  # fmt: skip
-    ours = [line.split("|") for line in jobs.splitlines() if "b000001" in line]
-    rules = {fields[2].split("_wildcards")[0] for fields in ours}
-    assert {"rule_import_movies", "rule_motioncor", "rule_ctffind", "rule_cryolo"} <= rules
-    assert all(fields[1] == "COMPLETED" for fields in ours)
-    assert {f[3] for f in ours if f[2].startswith("rule_motioncor")} == {"gpu"}
+    ours = [f for f in (line.split("|") for line in jobs.splitlines())
+            if os.path.realpath(f[4]) == os.path.realpath(out)]  # fmt: skip
+    # the profile groups a batch's steps: one SLURM job (on the GPU partition) for the batch
+    assert len(ours) == 1 and ours[0][2].startswith("rule_batch"), ours
+    for rule in ("import_movies", "motioncor", "ctffind", "cryolo"):
+        assert rule in ours[0][2]
+    assert ours[0][1] == "COMPLETED" and ours[0][3] == "gpu", ours
 
 
 def test_lsf_profile_against_recording_bsub(
