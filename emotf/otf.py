@@ -248,7 +248,7 @@ class OtfSession:
             self.options.slots.withdraw(self._slot_key)
 
     def status(self, state: str = "running") -> Status:
-        self.progress.refresh()
+        self.progress.refresh(self.config)  # no re-read of config.yaml every tick
         snap = self.progress.snapshot()
         data = snap.counts.as_dict()
         data["failed"] += self._failed_batch_movies()

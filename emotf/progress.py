@@ -143,10 +143,11 @@ class ProgressReader:
         self._mark = _rules_mark(self.out_dir, config)
         self.pipeline = pipeline or load_pipeline(self.out_dir, config)
 
-    def refresh(self) -> bool:
+    def refresh(self, config: dict[str, Any] | None = None) -> bool:
         """Reload the pipeline when a rule file was added, changed or rejected by the last
-        Snakemake parse (staff add a step during a session); True if it changed."""
-        config = _folder_config(self.out_dir)
+        Snakemake parse (staff add a step during a session); True if it changed. ``config``:
+        the folder's configuration when the caller holds it (else read from the folder)."""
+        config = _folder_config(self.out_dir) if config is None else config
         mark = _rules_mark(self.out_dir, config)
         if mark == self._mark:
             return False

@@ -19,6 +19,7 @@ import os
 import re
 import string
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def foreach(
     log_path: Path | None = None,
 ) -> StepOutput:
     rows: dict[str, Record] = merged_ok(*(load_output(p) for p in inputs)) if inputs else {}
-    out = StepOutput(batch=batch, step=step, backend="foreach", started=_now())
+    out = StepOutput(batch=batch, step=step, backend="foreach", started=time.time())
     outdir = output.parent
     outdir.mkdir(parents=True, exist_ok=True)
     with open(log_path or os.devnull, "a", encoding="utf-8") as log_file:
@@ -128,12 +129,6 @@ def foreach(
                 out.fail(key, reason)
     out.write(output)
     return out
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 def cmd_foreach(args: argparse.Namespace) -> int:
