@@ -192,9 +192,11 @@ class EmhubServer:
         return [fields for _id, fields in self.redis().xrange(f"task_history:{task_id}")]
 
     def session_tasks(self, worker: str) -> list[tuple[str, dict[str, Any]]]:
-        """(task id, args) of every task in the worker's stream."""
+        """(task id, args) of every task in the worker's stream whose args are a JSON map
+        (the bad-args tests queue tasks whose args are a string or a list)."""
         entries = self.redis().xrange(f"{worker}:tasks")
-        return [(tid, json.loads(fields.get("args", "{}"))) for tid, fields in entries]
+        parsed = [(tid, _json_or_none(fields.get("args", "{}"))) for tid, fields in entries]
+        return [(tid, args) for tid, args in parsed if isinstance(args, dict)]
 
     def is_done(self, task_id: str) -> bool:
         history = self.task_history(task_id)
@@ -244,3 +246,10 @@ class EmhubServer:
         self.start_http()
         for worker in self.workers:
             self.api("connect_worker", {"attrs": {"worker": worker, "specs": {}}})
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

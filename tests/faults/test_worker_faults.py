@@ -48,13 +48,16 @@ pytestmark = [pytest.mark.slow, NEEDS_RELION]
 Snapshot = dict[str, tuple[int, int, int, str]]
 
 
-def staged_session(server: EmhubServer, name: str, n_movies: int, interval: float,
-                   seed: int) -> tuple[int, str, Path, threading.Thread, Snapshot]:  # fmt: skip
+def staged_session(server: EmhubServer, name: str, n_movies: int, interval: float, seed: int,
+                   gate: tuple[int, threading.Event] | None = None,
+                   ) -> tuple[int, str, Path, threading.Thread, Snapshot]:  # fmt: skip
     """``new_session``, with the session simulated first in a staging folder outside the raw
     roots: returns the snapshot the raw folder must have at the end (taken before anything
     starts) and a thread (not started) that copies one movie in every ``interval`` s: its
     XML, then the movie under a ``.part`` name (not a movie glob) renamed into place;
-    ``copy2`` keeps every file's mtime, so the final raw tree equals the staged one."""
+    ``copy2`` keeps every file's mtime, so the final raw tree equals the staged one. With
+    ``gate`` (n, event), the movies after the first n are copied only once the event is set
+    (so a slow machine cannot finish the session before the test is done with it)."""
     sid, task_id, raw, _writer = new_session(server, name, n_movies, interval, seed)
     stage = server.raw_root.parent / "staging" / name
     simulate_session(stage, SimParams(**{**PARAMS.__dict__, "seed": seed}), n_movies)
@@ -62,7 +65,9 @@ def staged_session(server: EmhubServer, name: str, n_movies: int, interval: floa
     movies = sorted(k for k in expected if k.endswith(("_fractions.tiff", "_Fractions.mrc")))
 
     def copy_in() -> None:
-        for key in movies:
+        for number, key in enumerate(movies):
+            if gate is not None and number == gate[0]:
+                gate[1].wait(900)
             xml = movie_xml_path(Path(key)).as_posix()
             (raw / key).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(stage / xml, raw / xml)
@@ -112,8 +117,10 @@ def assert_exact(server: EmhubServer, task_id: str, sid: int, out: Path, n: int)
 def test_worker_killed_at_three_moments_loses_nothing(
     emhub_server: EmhubServer, worker_factory: Factory
 ) -> None:
-    n = 10
-    sid, task_id, raw, writer, raw_expected = staged_session(emhub_server, "kill3", n, 1.5, 21)
+    n, last_kill = 10, threading.Event()
+    sid, task_id, raw, writer, raw_expected = staged_session(
+        emhub_server, "kill3", n, 1.5, 21, gate=(8, last_kill)
+    )
     out = emhub_server.otf_root / "kill3_OTF"
     rng = random.Random(2026)
     moments: list[tuple[str, Callable[[], bool]]] = [
@@ -132,6 +139,7 @@ def test_worker_killed_at_three_moments_loses_nothing(
         worker.kill(signal.SIGKILL)
         assert not emhub_server.is_done(task_id)
         worker = worker_factory()  # the pending task is taken again at start
+    last_kill.set()  # the last two movies arrive after the last kill
     writer.join()
     wait_for(lambda: emhub_server.is_done(task_id), 420, "the task to finish after 3 kills")
     assert_exact(emhub_server, task_id, sid, out, n)
