@@ -3,20 +3,31 @@
 A manifest ``batches/b000123.json`` lists the movies of one batch. It is written once,
 atomically, and never changed; the set of manifests on disk is the authoritative record of
 which movies were handed to the pipeline, so a restarted worker neither loses nor repeats one.
+
+``.emotf/batch_keys.jsonl`` repeats, one line per manifest, its movie keys and the manifest's
+(mtime_ns, size), so :func:`assigned_keys` reads one compact file instead of every manifest.
+It is derived data: a manifest whose line is missing (written just before a ``kill -9``),
+cut short or does not match the file on disk is read itself and its line appended.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_json, read_json
+from .fsutil import atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
 
 BATCH_DIR = "batches"
 BATCH_RE = re.compile(r"^b\d{6}$")
+KEYS_INDEX = Path(".emotf") / "batch_keys.jsonl"
 
 
 class ManifestError(ValueError):
@@ -94,4 +105,94 @@ def write_manifest(out_dir: Path, movies: list[MovieEntry], number: int) -> Mani
         raise ManifestError(f"batch manifest {path} already exists; manifests are immutable")
     manifest = Manifest(batch=batch, created=time.time(), movies=tuple(movies))
     atomic_write_json(path, manifest.to_dict())
+    _append_keys(out_dir, [_keys_line(path, batch, [m.key for m in movies])])
     return manifest
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_mtime_ns, st.st_size]
+
+
+def _keys_line(path: Path, batch: str, keys: list[str]) -> str:
+    return json.dumps({"batch": batch, "stamp": _stamp(path), "keys": keys}) + "\n"
+
+
+def _append_keys(out_dir: Path, lines: list[str]) -> None:
+    """Append to the key index in one ``write`` (another process may append too); a failure
+    only costs reading the manifests again."""
+    if not lines:
+        return
+    path = Path(out_dir) / KEYS_INDEX
+    data = "".join(lines).encode()
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            end = os.fstat(fd).st_size
+            if end and os.pread(fd, 1, end - 1) != b"\n":
+                data = b"\n" + data  # after a line cut short by a crash
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.warning("cannot update the batch key index %s: %s", path, exc)
+
+
+def _indexed_keys(out_dir: Path) -> tuple[dict[str, tuple[list[int], list[str]]], int]:
+    """batch -> (manifest stamp, keys) from the key index (last valid line of a batch wins),
+    and the number of lines read."""
+    path = Path(out_dir) / KEYS_INDEX
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, 0
+    except (OSError, ValueError) as exc:
+        log.warning("batch key index %s unreadable (%s): reading the manifests", path, exc)
+        return {}, 0
+    found: dict[str, tuple[list[int], list[str]]] = {}
+    lines = [line for line in text.splitlines() if line]
+    for line in lines:
+        try:
+            item = json.loads(line)
+            stamp = [int(v) for v in item["stamp"]]
+            keys = item["keys"]
+            if not isinstance(keys, list):
+                continue
+            "\n".join(keys)  # TypeError unless all strings
+            found[str(item["batch"])] = (stamp, keys)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a crash: that manifest is read instead
+    return found, len(lines)
+
+
+def assigned_keys(out_dir: Path) -> set[str]:
+    """Keys of every movie already in a manifest on disk: from the key index for manifests
+    it matches, from the manifest itself (then indexed) for the others."""
+    indexed, n_lines = _indexed_keys(out_dir)
+    keys: set[str] = set()
+    missing: list[str] = []
+    batches = list_batches(out_dir)
+    for batch in batches:
+        path = manifest_path(out_dir, batch)
+        entry = indexed.get(batch)
+        try:
+            current = _stamp(path)
+        except OSError as exc:
+            raise ManifestError(f"bad batch manifest {path}: {exc}") from exc
+        if entry is not None and entry[0] == current:
+            keys.update(entry[1])
+            continue
+        batch_keys = [m.key for m in read_manifest(path).movies]
+        keys.update(batch_keys)
+        indexed[batch] = (current, batch_keys)
+        missing.append(_keys_line(path, batch, batch_keys))
+    if n_lines + len(missing) > 2 * len(batches) + 16:  # mostly stale lines: rewrite
+        lines = [_keys_line(manifest_path(out_dir, b), b, indexed[b][1]) for b in batches]
+        try:
+            atomic_write_text(Path(out_dir) / KEYS_INDEX, "".join(lines))
+        except OSError as exc:
+            log.warning("cannot rewrite the batch key index: %s", exc)
+    else:
+        _append_keys(out_dir, missing)
+    return keys

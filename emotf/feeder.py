@@ -10,25 +10,19 @@
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .batches import (
-    Manifest,
-    MovieEntry,
-    list_batches,
-    manifest_path,
-    read_manifest,
-    write_manifest,
-)
+from .batches import Manifest, MovieEntry, assigned_keys, list_batches, write_manifest
+from .feeder_index import FEEDER_INDEX, RELIST_SECONDS, FolderIndex
+
+__all__ = ["FEEDER_INDEX", "RELIST_SECONDS", "Batcher", "MovieScanner"]
 
 log = logging.getLogger(__name__)
-
-RELIST_SECONDS = 5.0
 
 
 @dataclass
@@ -38,85 +32,90 @@ class _Seen:
     found: float
 
 
-def _size(path: Path) -> int:
+def _size(path: str) -> int:
     try:
-        return path.stat().st_size
+        return os.stat(path).st_size
     except OSError:
         return 0
 
 
 class MovieScanner:
-    """Report each complete movie under ``session_dir`` exactly once."""
+    """Report each complete movie under ``session_dir`` exactly once.
+
+    ``index``: the feeder index file (``out_dir / FEEDER_INDEX``): folder listings and the
+    sizes of handed-out movies kept across restarts, so the first scan after a restart lists
+    and stats only the folders that changed (see :mod:`emotf.feeder_index`)."""
 
     def __init__(
-        self, session_dir: Path, globs: list[str], settle_seconds: float, known: set[str]
+        self,
+        session_dir: Path,
+        globs: list[str],
+        settle_seconds: float,
+        known: set[str],
+        index: Path | None = None,
     ) -> None:
         self.session_dir = Path(session_dir)
-        self._real_dir = Path(os.path.realpath(self.session_dir))
+        self._real_dir = os.path.realpath(self.session_dir)
         self.globs = list(globs)
         self.settle = float(settle_seconds)
         self.known = set(known)  # keys already handed out (e.g. in existing manifests)
         self._seen: dict[str, _Seen] = {}
         self.sizes: dict[str, int] = {}  # last size of every movie found (for EMhub raw stats)
-        # folder listings reused while the folder's mtime is unchanged (and not recent)
-        self._listings: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        # folder listings reused while a folder is unchanged (and not recent), kept in `index`
+        self.folders = FolderIndex(self.session_dir, self.globs, index)
         # movies never batched, with the reason (symlinks; paths leaving the raw folder)
         self.refused: dict[str, str] = {}
-
-    def _listing(self, folder: Path, name_pattern: str, now: float) -> list[str]:
-        """Names in ``folder`` matching ``name_pattern``; re-listed only when the folder
-        changed. A folder modified in the last few seconds is always re-listed, so coarse
-        mtimes (NFS, SMB) cannot hide a movie created right after a listing."""
-        try:
-            mtime = folder.stat().st_mtime_ns
-        except OSError:
-            return []
-        key = (os.fspath(folder), name_pattern)
-        cached = self._listings.get(key)
-        if cached is not None and cached[0] == mtime and now - mtime / 1e9 > RELIST_SECONDS:
-            return cached[1]
-        try:
-            with os.scandir(folder) as entries:
-                names = [e.name for e in entries if fnmatch.fnmatchcase(e.name, name_pattern)]
-        except OSError:
-            return []
-        self._listings[key] = (mtime, names)
-        return names
-
-    def _candidates(self, now: float) -> list[Path]:
-        found: set[str] = set()
+        self._real_folders: dict[str, str] = {}  # realpath per folder, during one scan
+        self._patterns: dict[str, list[str]] = {}  # folder part of a glob -> name patterns
         for pattern in self.globs:
             head, _, name_pattern = pattern.rpartition("/")
-            folders = self.session_dir.glob(head) if head else iter([self.session_dir])
-            for folder in folders:
-                found.update(
-                    os.path.join(folder, n) for n in self._listing(folder, name_pattern, now)
-                )
-        return [Path(p) for p in sorted(found)]
+            self._patterns.setdefault(head, []).append(name_pattern)
 
-    def _refusal(self, path: Path) -> str:
-        """Why ``path`` must not be processed ("" if it may): a movie that is a symlink, or
-        whose real path leaves the session's raw folder (a symlinked folder), could bring in
-        data from anywhere the worker can read."""
-        if path.is_symlink():
+    def _candidates(self, now: float) -> dict[str, int]:
+        """Key of every movie matching the globs -> its size from the index (-1: unknown)."""
+        per_folder: dict[str, set[str]] = {}
+        for head, names in self._patterns.items():
+            for rel in self.folders.folders(head, now):
+                per_folder.setdefault(rel, set()).update(names)
+        found: dict[str, int] = {}
+        for rel, patterns in per_folder.items():
+            listing = self.folders.movies(rel, patterns, now)
+            if listing is None:
+                continue
+            prefix = f"{rel}/" if rel else ""
+            sizes = listing.sizes or [-1] * len(listing.names)
+            for name, size in zip(listing.names, sizes, strict=True):
+                key = prefix + name
+                found[key] = max(found.get(key, -1), size)
+        return found
+
+    def _refusal(self, key: str, st: os.stat_result | None) -> str:
+        """Why the movie ``key`` must not be processed ("" if it may): a movie that is a
+        symlink, or whose real path leaves the session's raw folder (a symlinked folder),
+        could bring in data from anywhere the worker can read. ``st``: its ``lstat``."""
+        path = self.folders.abspath(key)
+        if st is not None and stat.S_ISLNK(st.st_mode):
             try:
                 target = os.readlink(path)[:200]
             except OSError:
                 target = "?"
             return f"is a symbolic link (to {target!r}); copy the movie instead"
-        real = Path(os.path.realpath(path))
-        if self._real_dir not in real.parents:
-            return f"its real path {os.fspath(real)[:200]!r} is outside the raw folder"
+        folder, _, name = key.rpartition("/")
+        if folder not in self._real_folders:  # one realpath per folder: `name` is no link
+            self._real_folders[folder] = os.path.realpath(self.folders.abspath(folder))
+        real = os.path.join(self._real_folders[folder], name)
+        if not real.startswith(self._real_dir.rstrip("/") + "/"):
+            return f"its real path {real[:200]!r} is outside the raw folder"
         return ""
 
-    def _refuse(self, key: str, path: Path) -> bool:
-        """True (and a warning, once per movie) if the movie at ``path`` is refused."""
-        reason = self._refusal(path)
+    def _refuse(self, key: str, st: os.stat_result | None) -> bool:
+        """True (and a warning, once per movie) if the movie ``key`` is refused."""
+        reason = self._refusal(key, st)
         if not reason:
             self.refused.pop(key, None)
             return False
         if self.refused.get(key) != reason:
-            log.warning("movie %s refused, not processed: %s", path, reason)
+            log.warning("movie %s refused, not processed: %s", self.session_dir / key, reason)
             self.refused[key] = reason
         self._seen.pop(key, None)
         self.sizes.pop(key, None)
@@ -124,50 +123,63 @@ class MovieScanner:
 
     def total_seen(self) -> int:
         """Movies found so far, complete or not (including those handed out earlier)."""
-        return len(self.known | set(self._seen))
+        return len(self.known) + sum(1 for k in self._seen if k not in self.known)
 
     def scan(self, now: float | None = None) -> list[MovieEntry]:
         now = time.time() if now is None else now
         complete: list[MovieEntry] = []
-        for path in self._candidates(now):
-            key = path.relative_to(self.session_dir).as_posix()
+        self._real_folders = {}
+        for key, indexed_size in self._candidates(now).items():
             if key in self.known:
                 if key not in self.sizes:
-                    self.sizes[key] = _size(path)
+                    self.sizes[key] = (
+                        indexed_size if indexed_size >= 0 else _size(self.folders.abspath(key))
+                    )
                 continue
-            if self._refuse(key, path):
-                continue
-            try:
-                st = path.stat()
-                size, mtime = st.st_size, st.st_mtime
+            entry = self._check(key, now)
+            if entry is not None:
+                complete.append(entry)
+        complete.sort(key=lambda m: m.key)
+        self.folders.save(self.sizes, self.known, now, changed=bool(complete))
+        return complete
+
+    def _check(self, key: str, now: float) -> MovieEntry | None:
+        """The movie ``key`` (not handed out yet) if it is complete now."""
+        try:
+            st: os.stat_result | None = os.lstat(self.folders.abspath(key))
+        except OSError:
+            st = None
+        if self._refuse(key, st):
+            return None
+        if st is None:
+            try:  # the same error again, for the log (or the file appeared meanwhile)
+                st = os.stat(self.folders.abspath(key))
             except OSError as exc:
                 # Unreadable entries still count: import records the reason as a failure.
-                log.warning("cannot stat movie %s: %s", path, exc)
-                size, mtime = -1, 0.0
-            self.sizes[key] = max(size, 0)
-            seen = self._seen.get(key)
-            if seen is None:
-                self._seen[key] = seen = _Seen(size, mtime, now)
-                settled = now - mtime >= self.settle
-            else:
-                unchanged = seen.size == size and seen.mtime == mtime
-                if not unchanged:
-                    seen.size, seen.mtime = size, mtime
-                settled = unchanged and now - max(mtime, 0.0) >= self.settle
-            if settled:
-                complete.append(
-                    MovieEntry(
-                        key=key,
-                        path=os.fspath(path),
-                        size=size,
-                        mtime=mtime,
-                        found=seen.found,
-                        stable=now,
-                    )
-                )
-                self.known.add(key)
-                del self._seen[key]
-        return complete
+                log.warning("cannot stat movie %s: %s", self.session_dir / key, exc)
+        size, mtime = (st.st_size, st.st_mtime) if st is not None else (-1, 0.0)
+        self.sizes[key] = max(size, 0)
+        seen = self._seen.get(key)
+        if seen is None:
+            self._seen[key] = seen = _Seen(size, mtime, now)
+            settled = now - mtime >= self.settle
+        else:
+            unchanged = seen.size == size and seen.mtime == mtime
+            if not unchanged:
+                seen.size, seen.mtime = size, mtime
+            settled = unchanged and now - max(mtime, 0.0) >= self.settle
+        if not settled:
+            return None
+        self.known.add(key)
+        del self._seen[key]
+        return MovieEntry(
+            key=key,
+            path=os.fspath(self.session_dir / key),
+            size=size,
+            mtime=mtime,
+            found=seen.found,
+            stable=now,
+        )
 
 
 class Batcher:
@@ -182,12 +194,8 @@ class Batcher:
         self._next = int(existing[-1][1:]) + 1 if existing else 1
 
     def assigned_keys(self) -> set[str]:
-        """Keys of every movie already in a manifest on disk."""
-        keys: set[str] = set()
-        for batch in list_batches(self.out_dir):
-            manifest = read_manifest(manifest_path(self.out_dir, batch))
-            keys.update(m.key for m in manifest.movies)
-        return keys
+        """Keys of every movie already in a manifest on disk (see batches.assigned_keys)."""
+        return assigned_keys(self.out_dir)
 
     def add(self, movies: list[MovieEntry]) -> None:
         self.pending.extend(movies)
