@@ -18,7 +18,7 @@ from typing import Any
 from .batches import list_batches
 from .config import Config
 from .curation import curate
-from .feeder import Batcher, MovieScanner
+from .feeder import FEEDER_INDEX, Batcher, MovieScanner
 from .folder_lock import FolderLock
 from .fsutil import atomic_write_json, read_json
 from .output_writer import OutputWriter
@@ -107,6 +107,7 @@ class OtfSession:
             config["movie_globs"],
             b["settle_seconds"],
             known=self.batcher.assigned_keys(),
+            index=self.out_dir / FEEDER_INDEX,  # listings kept across restarts
         )
         self.progress = ProgressReader(self.out_dir)
         self.runs: list[tuple[SnakemakeRun, list[str]]] = []  # each run and its batches
