@@ -1,6 +1,12 @@
 """Session-wide RELION STAR files, one per step that declares a ``session_star``, merged
 from every finished batch's results (or, for ``merge`` tables such as ``particles.star``,
-concatenated from the per-batch STAR files), plus the curated micrographs."""
+concatenated from the per-batch STAR files), plus the curated micrographs.
+
+:func:`write_session_stars` keeps them up to date batch by batch (:mod:`emotf.views`: the
+new batch's rows are appended, the cost does not grow with the session).
+:func:`write_session_stars_full` is the full rebuild from every record, the reference the
+incremental files are tested against. ``python -m emotf.outputs [--rebuild] FOLDER``.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +19,14 @@ import pandas as pd
 from .batches import list_batches
 from .config import Config
 from .curation import curate
-from .fsutil import atomic_write_star
+from .fsutil import atomic_write_star, read_json
 from .made import MadeFiles
 from .parsers.relion import read_star
-from .pipeline import Pipeline, SessionStar
+from .pipeline import Pipeline, SessionStar, upgrade_record
 from .pipeline.snake import ACCEPTED_STAR, accepted_table
 from .progress import ProgressReader
 from .star import write_table_star
+from .views.session_stars import update_session_stars
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +39,15 @@ def _rows(records: list[dict[str, Any]], pipeline: Pipeline, step: str) -> dict[
     }
 
 
-def merge_batch_stars(out_dir: Path, star: SessionStar, batches: list[str]) -> int:
+def merge_batch_stars(
+    out_dir: Path,
+    star: SessionStar,
+    batches: list[str],
+    superseded: dict[str, set[str]] | None = None,
+) -> int:
     """Concatenate the per-batch tables ``star.merge``; optics groups are renumbered by
-    their parameters. Returns the number of rows."""
+    their parameters. Rows of the micrographs in ``superseded[batch]`` (movies a later
+    batch holds again) are left out. Returns the number of rows."""
     optics: list[pd.DataFrame] = []
     tables: list[pd.DataFrame] = []
     for batch in batches:
@@ -45,6 +58,9 @@ def merge_batch_stars(out_dir: Path, star: SessionStar, batches: list[str]) -> i
         table = blocks.get(star.table)
         if not isinstance(table, pd.DataFrame) or table.empty:
             continue
+        gone = (superseded or {}).get(batch)
+        if gone and "rlnMicrographName" in table:
+            table = table[~table["rlnMicrographName"].isin(gone)].reset_index(drop=True)
         group = blocks.get("optics")
         if isinstance(group, pd.DataFrame) and "rlnOpticsGroup" in table:
             table, group = _renumber(table, group, optics)
@@ -82,15 +98,54 @@ def _renumber(
     return table, group
 
 
+def finished_records(
+    out_dir: Path, reader: ProgressReader
+) -> tuple[list[dict[str, Any]], list[str], dict[str, set[str]]]:
+    """Every finished batch's records of the movies it owns, the finished batches, and per
+    batch the micrographs of the movies a later batch holds again."""
+    owner = reader.owners()
+    records: list[dict[str, Any]] = []
+    finished: list[str] = []
+    superseded: dict[str, set[str]] = {}
+    for batch in list_batches(out_dir):
+        try:
+            movies = read_json(out_dir / "Results" / f"{batch}.json")["movies"]
+        except (OSError, ValueError):
+            continue  # running, or being written right now
+        finished.append(batch)
+        for m in movies:
+            if owner.get(m["key"]) == batch:
+                records.append(upgrade_record(m))
+            elif m.get("micrograph"):
+                superseded.setdefault(batch, set()).add(str(m["micrograph"]))
+    return records, finished, superseded
+
+
 def write_session_stars(
+    out_dir: Path,
+    config: Config,
+    records: list[dict[str, Any]] | None = None,
+    full: bool = False,
+    rebuild: bool = False,
+) -> dict[str, int]:
+    """Bring the session STAR files of the folder's pipeline up to date; rows per file.
+    Incremental (:mod:`emotf.views`); with ``rebuild`` its parts are made again from every
+    record; with ``full`` (or ``records``) the reference full rebuild is written instead."""
+    if full or records is not None:
+        return write_session_stars_full(out_dir, config, records)
+    return update_session_stars(Path(out_dir), config, rebuild=rebuild)
+
+
+def write_session_stars_full(
     out_dir: Path, config: Config, records: list[dict[str, Any]] | None = None
 ) -> dict[str, int]:
-    """(Re)write the session STAR files of the folder's pipeline; return rows per file."""
+    """(Re)write the session STAR files from every record (reading all ``Results/``)."""
     out_dir = Path(out_dir)
     reader = ProgressReader(out_dir)
     pipeline = reader.pipeline
+    owned, finished, superseded = finished_records(out_dir, reader)
     if records is None:
-        records = reader.results()
+        records = owned
     acq = config["acquisition"]
     binning = float(config["motioncor"]["bin_factor"])
     written: dict[str, int] = {}
@@ -100,7 +155,7 @@ def write_session_stars(
         if star is None or not made.may_write(star.file):
             continue
         if star.merge:
-            written[star.file] = merge_batch_stars(out_dir, star, list_batches(out_dir))
+            written[star.file] = merge_batch_stars(out_dir, star, finished, superseded)
         else:
             rows = _rows(records, pipeline, step.name)
             write_table_star(out_dir / star.file, star, rows, acq, binning, pipeline)
@@ -125,16 +180,30 @@ def write_session_stars(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m emotf.outputs FOLDER``: rewrite a folder's session STAR files and report."""
-    import sys
+    """``python -m emotf.outputs [--rebuild | --full] FOLDER``: update a folder's session
+    STAR files and its report."""
+    import argparse
 
     from .config import read_folder_config
     from .report import write_report
 
+    parser = argparse.ArgumentParser(prog="python -m emotf.outputs", description=main.__doc__)
+    parser.add_argument("folder", type=Path, help="processing folder (with config.yaml)")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
+        "--rebuild", action="store_true", help="make every per-batch part again, then assemble"
+    )
+    how.add_argument(
+        "--full", action="store_true", help="the reference full rebuild from every record"
+    )
+    parser.add_argument("--no-report", action="store_true", help="STAR files only")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    folder = Path((sys.argv[1:] if argv is None else argv)[0])
+    folder = args.folder
     config = read_folder_config(folder)
-    write_session_stars(folder, config)
+    write_session_stars(folder, config, full=args.full, rebuild=args.rebuild)
+    if args.no_report:
+        return 0
     try:
         write_report(folder, config)
     except Exception:  # the STAR files are written; a report problem is only logged

@@ -22,7 +22,8 @@ Row = Mapping[str, Any]
 OpticsKey = tuple[float, float, float]  # movie pixel size (Å), voltage (kV), binning
 
 
-def _key(row: Row, binning: float) -> OpticsKey:
+def optics_key(row: Row, binning: float) -> OpticsKey:
+    """The optics group parameters of a record (``binning`` when it has none)."""
     return (
         round(float(row["pixel_size"]), 5),
         round(float(row["voltage"]), 3),
@@ -35,7 +36,7 @@ def optics_groups(rows: Iterable[Row], binning: float = 1.0) -> dict[OpticsKey, 
     super-resolution frames); ``binning`` for records without one."""
     groups: dict[OpticsKey, int] = {}
     for row in rows:
-        groups.setdefault(_key(row, binning), len(groups) + 1)
+        groups.setdefault(optics_key(row, binning), len(groups) + 1)
     return groups
 
 
@@ -89,7 +90,7 @@ def write_table_star(
         if star.table == "micrographs" and "rlnMicrographPixelSize" not in optics:
             optics["rlnMicrographPixelSize"] = optics["rlnMicrographOriginalPixelSize"]
         insert_at = min(len(table.columns), 1 if star.table == "movies" else 2)
-        table.insert(insert_at, "rlnOpticsGroup", [groups[_key(r, binning)] for r in records])
+        table.insert(insert_at, "rlnOpticsGroup", [groups[optics_key(r, binning)] for r in records])
         blocks["optics"] = optics
     blocks[star.table] = table
     atomic_write_star(path, blocks)

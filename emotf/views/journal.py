@@ -1,0 +1,138 @@
+"""The journal of the session STAR files (``.emotf/star_parts/journal.json``) and what
+keeps it true across a killed writer: the lock, the announced appends and their repair,
+and the owner index of the batch manifests."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..batches import ManifestError, manifest_path, read_manifest
+from ..fsutil import atomic_write_json, read_json
+from ..made import MadeFiles
+from .key_index import DROPPED, KeyIndex, read_dropped
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "journal.json"
+PAUSE = "EMOTF_TEST_PAUSE_APPEND"  # tests: stop half-way through an append (then killed)
+Journal = dict[str, Any]
+
+
+def empty(sig: str) -> Journal:
+    return {"sig": sig, "index": 0, "indexed": [], "dropped": {}, "parts": {}, "files": {}}
+
+
+def load(folder: Path, sig: str) -> Journal:
+    """The journal; a fresh one when missing or unreadable. Parts and files made for
+    another signature (pipeline, binning or curation changed) are forgotten."""
+    try:
+        journal = read_json(folder / JOURNAL)
+    except (OSError, ValueError):
+        return empty(sig)
+    if not isinstance(journal, dict) or set(empty("")) - set(journal):
+        return empty(sig)
+    if journal["sig"] != sig:
+        journal.update(sig=sig, parts={}, files={})
+    return journal
+
+
+def save(folder: Path, journal: Journal) -> None:
+    atomic_write_json(folder / JOURNAL, journal)
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """One writer at a time (the worker's child and a manual ``snakemake``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def recover(journal: Journal, out_dir: Path, made: MadeFiles) -> None:
+    """Finish what a killed writer left: an append cut short is truncated away; a file
+    replaced before its record in ``made.json`` was updated is recorded."""
+    for name, pending in dict(journal.get("pending", {})).items():
+        path = out_dir / name
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        record = made.record.get(name)
+        ours = record in (pending["made"], [info.st_size, info.st_mtime_ns])
+        if ours and "from" in pending and pending["from"] <= info.st_size <= pending["to"]:
+            log.warning("%s: an update was cut short; its partial rows removed", path)
+            os.truncate(path, pending["from"])
+            made.wrote(name)
+        elif ours and "from" not in pending:
+            made.wrote(name)
+            journal["files"].pop(name, None)
+    journal["pending"] = {}
+
+
+def announce(journal: Journal, name: str, made: MadeFiles, **span: int) -> None:
+    """Record, before it starts, that ``name`` is being appended to (``from``/``to``
+    byte lengths) or replaced (no span)."""
+    journal.setdefault("pending", {})[name] = {**span, "made": made.record.get(name)}
+
+
+def write_at(path: Path, offset: int, data: bytes) -> None:
+    """Write ``data`` at ``offset`` of ``path`` (anything after it is cut off first)."""
+    with open(path, "r+b") as handle:
+        handle.truncate(offset)
+        handle.seek(offset)
+        pause = os.environ.get(PAUSE)
+        if pause:  # tests only: leave a partial row, say so, and wait to be killed
+            handle.write(data[: len(data) // 2 + 1])
+            handle.flush()
+            Path(pause).write_text(str(os.getpid()))
+            time.sleep(600)
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def index(journal: Journal, folder: Path, out_dir: Path, batches: list[str]) -> None:
+    """Index the manifests not seen yet; note the rows a later batch supersedes."""
+    indexed = set(journal["indexed"])
+    if indexed - set(batches):  # a manifest was removed: owners start again
+        log.warning("batch manifests were removed: session STAR owners re-indexed")
+        forget_owners(journal, folder)
+        indexed = set()
+    new = [b for b in batches if b not in indexed]
+    if not new:
+        return
+    keys = KeyIndex(folder, out_dir, journal["index"])
+    old_length = keys.length
+    dropped: dict[str, set[str]] = {}
+    for batch in new:
+        try:
+            manifest = read_manifest(manifest_path(out_dir, batch))
+        except ManifestError as exc:
+            log.warning("not indexed yet: %s", exc)
+            continue
+        for other, superseded in keys.add(batch, [m.key for m in manifest.movies]).items():
+            dropped.setdefault(other, set()).update(superseded)
+        indexed.add(batch)
+    for batch, superseded in dropped.items():
+        superseded |= read_dropped(folder, batch)
+        atomic_write_json(folder / DROPPED / f"{batch}.json", sorted(superseded))
+        journal["dropped"][batch] = len(superseded)
+    keys.save(old_length)
+    journal.update(index=keys.length, indexed=sorted(indexed))
+
+
+def forget_owners(journal: Journal, folder: Path) -> None:
+    for path in (folder / DROPPED).glob("b*.json"):
+        path.unlink()
+    journal.update(index=0, indexed=[], dropped={}, files={})
