@@ -1,9 +1,11 @@
-"""Session STAR files and ``report.html``, rewritten by a short-lived child process.
+"""Session STAR files and ``report.html``, updated by a short-lived child process.
 
-Writing them needs pandas (starfile) and matplotlib: about 120 MB that a long-running worker
-should not keep, and a crash there must not touch the processing loop. The loop asks for a
-rewrite whenever ``Results/`` changes; at most one writer runs at a time, a change seen while
-it runs is written by the next one, and the last rewrite of a session is waited for.
+The child (``python -m emotf.outputs FOLDER``) appends the new batches' rows to the session
+STAR files (:mod:`emotf.views`) and writes the report, which needs matplotlib: memory a
+long-running worker should not keep, and a crash there must not touch the processing loop.
+The loop asks for an update whenever ``Results/`` changes; at most one writer runs at a
+time, a change seen while it runs is written by the next one, and the last update of a
+session is waited for.
 """
 
 from __future__ import annotations

@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .batches import list_batches
 from .config import Config
 from .curation import curate
 from .fsutil import atomic_write_star, read_json
 from .made import MadeFiles
-from .parsers.relion import read_star
 from .pipeline import Pipeline, SessionStar, upgrade_record
 from .pipeline.snake import ACCEPTED_STAR, accepted_table
-from .progress import ProgressReader
 from .star import write_table_star
 from .views.session_stars import update_session_stars
+
+if TYPE_CHECKING:  # the full rebuild imports them when it runs; an update needs neither
+    import pandas as pd
+
+    from .progress import ProgressReader
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ def merge_batch_stars(
     """Concatenate the per-batch tables ``star.merge``; optics groups are renumbered by
     their parameters. Rows of the micrographs in ``superseded[batch]`` (movies a later
     batch holds again) are left out. Returns the number of rows."""
+    import pandas as pd
+
+    from .parsers.relion import read_star
+
     optics: list[pd.DataFrame] = []
     tables: list[pd.DataFrame] = []
     for batch in batches:
@@ -140,6 +145,8 @@ def write_session_stars_full(
     out_dir: Path, config: Config, records: list[dict[str, Any]] | None = None
 ) -> dict[str, int]:
     """(Re)write the session STAR files from every record (reading all ``Results/``)."""
+    from .progress import ProgressReader
+
     out_dir = Path(out_dir)
     reader = ProgressReader(out_dir)
     pipeline = reader.pipeline
@@ -185,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from .config import read_folder_config
-    from .report import write_report
 
     parser = argparse.ArgumentParser(prog="python -m emotf.outputs", description=main.__doc__)
     parser.add_argument("folder", type=Path, help="processing folder (with config.yaml)")
@@ -201,14 +207,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     folder = args.folder
     config = read_folder_config(folder)
-    write_session_stars(folder, config, full=args.full, rebuild=args.rebuild)
+    status = 0
+    try:
+        write_session_stars(folder, config, full=args.full, rebuild=args.rebuild)
+    except Exception:  # the report is still made; the exit code says the files were not
+        log.exception("session STAR files not updated")
+        status = 1
     if args.no_report:
-        return 0
+        return status
+    from .report import write_report  # matplotlib: imported only when the report is made
+
     try:
         write_report(folder, config)
     except Exception:  # the STAR files are written; a report problem is only logged
         log.exception("report.html not updated")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

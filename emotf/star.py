@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .fsutil import atomic_write_star
 from .pipeline import Pipeline, SessionStar, builtin_pipeline
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Row = Mapping[str, Any]
 
@@ -41,6 +42,8 @@ def optics_groups(rows: Iterable[Row], binning: float = 1.0) -> dict[OpticsKey, 
 
 
 def optics_table(groups: dict[OpticsKey, int], acquisition: Mapping[str, Any]) -> pd.DataFrame:
+    import pandas as pd  # imported when used: appending to session files needs no pandas
+
     table = pd.DataFrame(
         {
             "rlnOpticsGroupName": [f"opticsGroup{n}" for n in groups.values()],
@@ -75,6 +78,8 @@ def write_table_star(
     pipeline: Pipeline | None = None,
 ) -> None:
     """One declared table (``star``) of ``rows``, with an optics block when it has one."""
+    import pandas as pd
+
     pipeline = pipeline or builtin_pipeline()
     records = list(rows.values())
     table = pd.DataFrame(

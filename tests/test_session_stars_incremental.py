@@ -349,13 +349,41 @@ def test_staff_can_force_a_rebuild(tmp_path: Path, how: str) -> None:
     for batch in (1, 2, 3):
         finish(out, batch, batch_records(batch))
         update(out)
-    part = out / ".emotf" / "star_parts" / "b000001" / "movies.star.rows"
-    part.write_text(part.read_text().replace("Movies/", "Wrong/"))  # a damaged part
+    part = out / ".emotf" / "star_parts" / "b000001.part"
+    part.write_text(part.read_text().replace("\nMovies/", "\nMxvies/"))  # a damaged part
+    assert "Mxvies/" in part.read_text()
     (out / "movies.star").unlink()
     assert outputs_main([how, "--no-report", str(out)]) == 0
+    assert "Mxvies/" not in (out / "movies.star").read_text()
     assert_same_as_rebuild(out, tmp_path)
     if how == "--full":
         return
     finish(out, 4, batch_records(4))
     update(out)
     assert_same_as_rebuild(out, tmp_path)
+
+
+def test_retrying_the_movie_that_opened_an_optics_group_renumbers_the_groups(
+    tmp_path: Path,
+) -> None:
+    """Group 2 is first used by a failed movie of batch 1; once ``retry-failed`` moves it
+    to batch 3, the group first used in batch 2 becomes group 2, as in a full rebuild."""
+    out = tmp_path / "out"
+    out.mkdir()
+    odd = record(key_of(1, 9), 1, 9, fail="ctffind", pixel=1.06)
+    finish(out, 1, [*batch_records(1)[:2], odd])
+    finish(out, 2, [record(key_of(2, 9), 2, 9, pixel=0.415), *batch_records(2)[:2]])
+    update(out)
+    optics = read_star(out / "movies.star")["optics"]
+    assert optics["rlnMicrographOriginalPixelSize"].tolist() == [0.83, 1.06, 0.415]
+    manifest = retry_failed(out)
+    assert manifest is not None and [m.key for m in manifest.movies] == [odd["key"]]
+    update(out)
+    assert_same_as_rebuild(out, tmp_path)
+    optics = read_star(out / "movies.star")["optics"]
+    assert optics["rlnMicrographOriginalPixelSize"].tolist() == [0.83, 0.415]
+    finish(out, 3, [record(odd["key"], 3, 9, pixel=1.06)], manifest=False)
+    update(out)
+    assert_same_as_rebuild(out, tmp_path)
+    optics = read_star(out / "movies.star")["optics"]
+    assert optics["rlnMicrographOriginalPixelSize"].tolist() == [0.83, 0.415, 1.06]

@@ -63,7 +63,7 @@ def plan(
             layout.grouped = True
             tokens = [entry[0] for entry in meta["optics"]]
         else:
-            tokens = used_groups(out_dir, batch, spec.file, meta, drops.get(batch, set()))
+            tokens = used_groups(out_dir, batch, metas[batch], spec.file, drops.get(batch, set()))
         for token in tokens:
             mapping[token] = layout.number(local[token][1], local[token][2])
         layout.mappings[batch] = mapping
@@ -127,8 +127,8 @@ def write_rows(
             out,
             out_dir,
             batch,
+            metas[batch],
             spec.file,
-            metas[batch]["tables"][spec.file],
             layout.mappings[batch],
             layout.columns,
             drops.get(batch, set()),

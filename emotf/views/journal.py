@@ -86,6 +86,17 @@ def announce(journal: Journal, name: str, made: MadeFiles, **span: int) -> None:
     journal.setdefault("pending", {})[name] = {**span, "made": made.record.get(name)}
 
 
+def record_made(made: MadeFiles, names: list[str]) -> None:
+    """Record the files just written in ``made.json``, in one write (``MadeFiles.wrote``
+    writes it once per file)."""
+    if not names:
+        return
+    for name in names:
+        info = os.lstat(made.folder / name)
+        made.record[name] = [info.st_size, info.st_mtime_ns]
+    atomic_write_json(made.path, made.record)
+
+
 def write_at(path: Path, offset: int, data: bytes) -> None:
     """Write ``data`` at ``offset`` of ``path`` (anything after it is cut off first)."""
     with open(path, "r+b") as handle:

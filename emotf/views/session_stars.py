@@ -25,7 +25,7 @@ from ..batches import BATCH_RE, list_batches
 from ..config import Config
 from ..fsutil import publish
 from ..made import MadeFiles
-from ..progress import ProgressReader
+from ..pipeline import load_pipeline
 from . import journal as jn
 from .assemble import Layout, head, plan, write_rows
 from .key_index import read_dropped
@@ -49,7 +49,7 @@ class Update:
         self.out_dir = Path(out_dir)
         self.folder = parts_dir(self.out_dir)
         self.config = config
-        self.pipeline = ProgressReader(self.out_dir).pipeline
+        self.pipeline = load_pipeline(self.out_dir, config)
         self.specs = session_specs(self.pipeline)
         self.sig = signature(self.pipeline, self.specs, config)
         acq = config["acquisition"]
@@ -62,6 +62,7 @@ class Update:
         self.made = MadeFiles(self.out_dir)
         self.metas: dict[str, dict[str, Any]] = {}
         self.drops: dict[str, set[str]] = {}
+        self.touched: list[str] = []  # files written, recorded in made.json at the end
 
     def save(self) -> None:
         jn.save(self.folder, self.journal)
@@ -85,6 +86,7 @@ class Update:
             self.append(appends)
         for spec, _layout, _new in appends:
             written[spec.file] = self.journal["files"][spec.file]["rows"]
+        jn.record_made(self.made, self.touched)
         names = {s.file for s in self.specs}
         self.journal["files"] = {k: v for k, v in self.journal["files"].items() if k in names}
         self.save()
@@ -213,7 +215,7 @@ class Update:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        self.made.wrote(spec.file)
+        self.touched.append(spec.file)
         self._entry(spec, layout, order, os.lstat(path).st_size, rows)
         self.journal["pending"].pop(spec.file)
         return rows
@@ -234,7 +236,7 @@ class Update:
         for spec, layout, new, data in texts:
             entry = self.journal["files"][spec.file]
             jn.write_at(self.out_dir / spec.file, entry["length"], data)
-            self.made.wrote(spec.file)
+            self.touched.append(spec.file)
             added = sum(self.meta(b)["tables"][spec.file]["rows"] for b in new)
             self._entry(
                 spec,

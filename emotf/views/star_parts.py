@@ -1,20 +1,19 @@
 """Per-batch parts of the session STAR files.
 
-A finished batch gets, under ``.emotf/star_parts/<batch>/``, one ``<file>.rows`` per session
-STAR file (that batch's rows, rendered as they appear in the session file except the optics
-group cell, which holds the batch's own group) and ``part.json``: for every file its columns,
-the position of ``rlnOpticsGroup``, the batch's optics groups (with the parameters that
-decide the session-wide number) and which movie each run of rows belongs to. ``part.json``
-is written last: a part without it does not exist. Rows come from ``Results/<batch>.json``
-(as the full rebuild of :mod:`emotf.outputs` selects them) or, for ``merge`` tables such as
-``particles.star``, from the batch's own STAR file.
+A finished batch gets one file ``.emotf/star_parts/<batch>.part``: a first line of JSON
+saying, for every session STAR file, its columns, the position of ``rlnOpticsGroup``, the
+batch's optics groups (with the parameters that decide the session-wide number) and where
+its section is; then per file a section: a line of JSON (which movie each run of rows
+belongs to) and the batch's rows, rendered as they appear in the session file except the
+optics group cell, which holds the batch's own group. It is written atomically. Rows come
+from ``Results/<batch>.json`` (as the full rebuild of :mod:`emotf.outputs` selects them)
+or, for ``merge`` tables such as ``particles.star``, from the batch's own STAR file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +21,13 @@ from typing import IO, Any
 
 from ..config import Config
 from ..curation import curate
-from ..fsutil import atomic_write_json, atomic_write_text, read_json
+from ..fsutil import atomic_write_text, read_json
 from ..pipeline import Pipeline, SessionStar, upgrade_record
 from ..pipeline.snake import ACCEPTED_STAR, accepted_table
 from ..star import optics_key, star_columns
-from .star_text import cell, read_loops, value_of
+from .star_text import cell, read_loops, unquote, value_of
 
-VERSION = 1
-META = "part.json"
+VERSION = 2
 GROUP = "rlnOpticsGroup"
 
 
@@ -133,7 +131,7 @@ def _merge_rows(
             key = [value_of(values.get(c, "")) for c in params]
             meta["optics"].append([values.get(GROUP, ""), key, values])
     name = table.columns.index("rlnMicrographName") if "rlnMicrographName" in table.columns else -1
-    owners = [owner_of.get(value_of(r[name]), "") if name >= 0 else "" for r in table.rows]
+    owners = [owner_of.get(unquote(r[name]), "") if name >= 0 else "" for r in table.rows]
     return meta, _with_runs(["\t".join(r) + "\n" for r in table.rows], owners)
 
 
@@ -157,61 +155,84 @@ def build_part(
     sig: str,
     source: list[int],
 ) -> dict[str, Any]:
-    """Write the part of a finished batch (from its ``Results/<batch>.json``)."""
+    """Write the part of a finished batch (from its ``Results/<batch>.json``): one file,
+    a line of JSON (what each table holds and where) and then the tables' rows."""
     records = [
         upgrade_record(m) for m in read_json(out_dir / "Results" / f"{batch}.json")["movies"]
     ]
     by_micrograph = {str(r["micrograph"]): r["key"] for r in records if r.get("micrograph")}
-    folder = parts_dir(out_dir) / batch
     tables: dict[str, Any] = {}
+    sections: list[str] = []
+    offset = 0
     for spec in specs:
         if spec.star.merge:
             meta, lines = _merge_rows(spec, out_dir, batch, by_micrograph)
         else:
             meta, lines = _table_rows(spec, pipeline, records, config)
-        atomic_write_text(folder / f"{spec.file}.rows", "".join(lines))
-        meta["rows"] = len(lines) - 1 if lines else 0
+        section = "".join(lines) or "[]\n"
+        size = len(section.encode("utf-8"))
+        meta.update(rows=max(0, len(lines) - 1), offset=offset, size=size)
+        offset += size
+        sections.append(section)
         tables[spec.file] = meta
     part = {"version": VERSION, "sig": sig, "source": source, "tables": tables}
-    atomic_write_json(folder / META, part)
-    return part
+    head = json.dumps(part) + "\n"
+    atomic_write_text(part_path(out_dir, batch), head + "".join(sections))
+    return {**part, "body": len(head.encode("utf-8"))}
+
+
+def part_path(out_dir: Path, batch: str) -> Path:
+    return parts_dir(out_dir) / f"{batch}.part"
 
 
 def read_part(out_dir: Path, batch: str) -> dict[str, Any] | None:
+    """What a batch's part holds (its first line); None when missing or unreadable."""
     try:
-        part = read_json(parts_dir(out_dir) / batch / META)
+        with open(part_path(out_dir, batch), "rb") as handle:
+            head = handle.readline()
+        part = json.loads(head)
     except (OSError, ValueError):
         return None
-    return part if isinstance(part, dict) and part.get("version") == VERSION else None
+    if not isinstance(part, dict) or part.get("version") != VERSION:
+        return None
+    return {**part, "body": len(head)}
 
 
-def _rows_file(out_dir: Path, batch: str, file: str) -> Path:
-    return parts_dir(out_dir) / batch / f"{file}.rows"
+def _section(out_dir: Path, batch: str, part: dict[str, Any], file: str) -> tuple[Any, str]:
+    """(movie runs, rows text) of one table of a part."""
+    meta = part["tables"][file]
+    with open(part_path(out_dir, batch), "rb") as handle:
+        handle.seek(part["body"] + meta["offset"])
+        text = handle.read(meta["size"]).decode("utf-8")
+    first, _newline, rows = text.partition("\n")
+    return json.loads(first), rows
 
 
-def kept_lines(out_dir: Path, batch: str, file: str, drop: set[str]) -> Iterator[str]:
-    """The rows of a part, without those of movies in ``drop``."""
-    with open(_rows_file(out_dir, batch, file), encoding="utf-8") as handle:
-        first = handle.readline()
-        runs = json.loads(first) if first else []
-        for key, count in runs:
-            for _i in range(count):
-                line = handle.readline()
-                if key not in drop:
-                    yield line
+def kept_lines(
+    out_dir: Path, batch: str, part: dict[str, Any], file: str, drop: set[str]
+) -> Iterator[str]:
+    """The rows of a part's table, without those of movies in ``drop``."""
+    runs, rows = _section(out_dir, batch, part, file)
+    lines = iter(rows.splitlines(keepends=True))
+    for key, count in runs:
+        for _i in range(count):
+            line = next(lines)
+            if key not in drop:
+                yield line
 
 
 def used_groups(
-    out_dir: Path, batch: str, file: str, meta: dict[str, Any], drop: set[str]
+    out_dir: Path, batch: str, part: dict[str, Any], file: str, drop: set[str]
 ) -> list[str]:
-    """The part's optics group cells in order of first use by its kept rows."""
+    """The table's optics group cells in order of first use by its kept rows."""
+    meta = part["tables"][file]
     at = meta["group_col"]
     if at is None:
         return []
     if not drop:
         return [entry[0] for entry in meta["optics"]]
     seen: dict[str, None] = {}
-    for line in kept_lines(out_dir, batch, file, drop):
+    for line in kept_lines(out_dir, batch, part, file, drop):
         seen.setdefault(line.rstrip("\n").split("\t")[at], None)
     return list(seen)
 
@@ -220,25 +241,24 @@ def copy_rows(
     out: IO[str],
     out_dir: Path,
     batch: str,
+    part: dict[str, Any],
     file: str,
-    meta: dict[str, Any],
     mapping: dict[str, str],
     columns: list[str],
     drop: set[str],
 ) -> int:
-    """Write the part's kept rows to ``out``, optics groups renumbered by ``mapping`` and
-    cells placed under the session file's ``columns``."""
+    """Write the table's kept rows to ``out``, optics groups renumbered by ``mapping`` and
+    cells placed under the session file's ``columns``; returns how many."""
+    meta = part["tables"][file]
     at = meta["group_col"]
     same = meta["columns"] == columns
     identity = at is None or all(mapping.get(e[0], e[0]) == e[0] for e in meta["optics"])
     if same and identity and not drop:
-        with open(_rows_file(out_dir, batch, file), encoding="utf-8") as handle:
-            handle.readline()
-            shutil.copyfileobj(handle, out)
+        out.write(_section(out_dir, batch, part, file)[1])
         return int(meta["rows"])
     where = [meta["columns"].index(c) if c in meta["columns"] else -1 for c in columns]
     rows = 0
-    for line in kept_lines(out_dir, batch, file, drop):
+    for line in kept_lines(out_dir, batch, part, file, drop):
         rows += 1
         cells = line.rstrip("\n").split("\t")
         if at is not None:

@@ -41,9 +41,15 @@ def loop_block(name: str, columns: list[str], rows: Iterable[list[str]]) -> str:
     return f"{loop_head(name, columns)}{lines}\n\n"
 
 
+def unquote(token: str) -> str:
+    if len(token) > 1 and token[0] in "\"'" and token[-1] == token[0]:
+        return token[1:-1]
+    return token
+
+
 def value_of(token: str) -> Any:
     """A cell read back as a number when it is one (for comparing optics parameters)."""
-    if token[:1] in "\"'" and token[-1:] == token[:1] and len(token) > 1:
+    if len(token) > 1 and token[0] in "\"'" and token[-1] == token[0]:
         return token[1:-1]
     try:
         return float(token)
@@ -82,5 +88,6 @@ def read_loops(path: Path) -> dict[str, Loop]:
                 current.columns.append(line[1:].split()[0])
             else:
                 in_rows = True
-                current.rows.append(TOKEN.findall(line))
+                quoted = '"' in line or "'" in line
+                current.rows.append(TOKEN.findall(line) if quoted else line.split())
     return loops
