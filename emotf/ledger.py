@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .aggregate import Part, of_rows
+
 if TYPE_CHECKING:
     from .pipeline import Pipeline
-    from .progress import ProgressReader
 
 
 @dataclass
@@ -67,44 +68,45 @@ def row_of_steps(
     return row
 
 
-def ledger(out_dir: Path, reader: ProgressReader | None = None) -> list[LedgerRow]:
+def ledger(out_dir: Path) -> list[LedgerRow]:
+    """Every batched movie's row, read from the whole folder (for tools and tests: the worker
+    keeps its figures in :class:`~emotf.aggregate.Part` form, see ProgressReader.snapshot)."""
     from .progress import ProgressReader
 
-    return (reader or ProgressReader(out_dir)).snapshot().rows
+    return ProgressReader(out_dir).rows()
 
 
-def _percentiles(values: list[float]) -> dict[str, float] | None:
-    if not values:
+def _percentiles(values: np.ndarray[Any, Any]) -> dict[str, float] | None:
+    if values.size == 0:
         return None
-    arr = np.asarray(values)
     return {
-        "p50": round(float(np.percentile(arr, 50)), 2),
-        "p95": round(float(np.percentile(arr, 95)), 2),
+        "p50": round(float(np.percentile(values, 50)), 2),
+        "p95": round(float(np.percentile(values, 95)), 2),
     }
 
 
-def _per_hour(times: list[float]) -> float | None:
-    if len(times) < 2 or max(times) <= min(times):
+def _per_hour(times: np.ndarray[Any, Any]) -> float | None:
+    if times.size < 2 or times.max() <= times.min():
         return None
-    return round(3600.0 * (len(times) - 1) / (max(times) - min(times)), 1)
+    return round(3600.0 * (times.size - 1) / float(times.max() - times.min()), 1)
 
 
 def latency_key(step: str) -> str:
     return f"latency_found_to_{step}_s"
 
 
-def figures(
-    rows: list[LedgerRow], records: list[dict[str, Any]], steps: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """Throughput, latency (found → each of ``steps``) and particle figures."""
-    done = [r for r in rows if r.state == "done"]
+def figures(source: Part | list[LedgerRow], steps: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Throughput, latency (found → each of ``steps``) and state figures of a session's
+    combined part (or of ledger rows)."""
+    if isinstance(source, Part):
+        part = source
+    else:
+        part = of_rows(source, steps or tuple(dict.fromkeys(s for r in source for s in r.times)))
     out: dict[str, Any] = {
-        "movies_per_hour_found": _per_hour([r.found for r in rows]),
-        "movies_per_hour_done": _per_hour([max(r.times.values()) for r in done if r.times]),
+        "movies_per_hour_found": _per_hour(part.found),
+        "movies_per_hour_done": _per_hour(part.finished),
     }
-    for step in steps or tuple(dict.fromkeys(s for r in rows for s in r.times)):
-        out[latency_key(step)] = _percentiles(
-            [r.times[step] - r.found for r in rows if step in r.times]
-        )
-    out["states"] = {s: sum(r.state == s for r in rows) for s in sorted({r.state for r in rows})}
+    for step in steps or tuple(part.latency):
+        out[latency_key(step)] = _percentiles(part.latency.get(step, np.zeros(0)))
+    out["states"] = {s: n for s, n in sorted(part.states.items()) if n}
     return out

@@ -17,7 +17,6 @@ from typing import Any
 
 from .batches import list_batches
 from .config import Config
-from .curation import curate
 from .feeder import FEEDER_INDEX, Batcher, MovieScanner
 from .folder_lock import FolderLock
 from .fsutil import atomic_write_json, read_json
@@ -109,7 +108,7 @@ class OtfSession:
             known=self.batcher.assigned_keys(),
             index=self.out_dir / FEEDER_INDEX,  # listings kept across restarts
         )
-        self.progress = ProgressReader(self.out_dir)
+        self.progress = ProgressReader(self.out_dir, config=config)
         self.runs: list[tuple[SnakemakeRun, list[str]]] = []  # each run and its batches
         self.attempts: dict[str, int] = {}
         self.runs_finished = 0  # Snakemake runs of this loop that ended (sizes the next)
@@ -253,8 +252,7 @@ class OtfSession:
         snap = self.progress.snapshot()
         data = snap.counts.as_dict()
         data["failed"] += self._failed_batch_movies()
-        accepted, rejected = curate(snap.records, self.config.get("curation", {}))
-        data["accepted"], data["rejected"] = len(accepted), len(rejected)
+        data["accepted"], data["rejected"] = snap.part.accepted, snap.part.rejected
         data["movies_refused"] = len(self.scanner.refused)  # symlinks out of the raw folder
         failures = dict(snap.counts.failures)
         for reason in self.scanner.refused.values():

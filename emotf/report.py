@@ -3,6 +3,8 @@
 Counts, curation, throughput over time, defocus / CTF resolution / drift histograms, a
 per-GridSquare table, failures, and thumbnails of the most recent micrographs with their
 picks drawn and their power spectra. Rewritten as batches finish; the page reloads itself.
+Everything comes from the session's combined part (:mod:`emotf.aggregate`): the cost of a
+rewrite does not grow with the number of movies, except for its per-GridSquare rows.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +25,18 @@ import mrcfile  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from .aggregate import Part  # noqa: E402
 from .config import Config  # noqa: E402
-from .curation import curate  # noqa: E402
-from .epu import grid_square_of  # noqa: E402
-from .fsutil import atomic_write_text  # noqa: E402
-from .ledger import LedgerRow, figures, latency_key  # noqa: E402
+from .fsutil import atomic_write_text, read_json  # noqa: E402
+from .ledger import figures, latency_key  # noqa: E402
 from .made import MadeFiles  # noqa: E402
 from .parsers.relion import read_coordinates_star  # noqa: E402
 from .progress import ProgressReader, Snapshot  # noqa: E402
 
+log = logging.getLogger(__name__)
+
 THUMB = 256
+FAILURES_SHOWN = 200  # the failures table lists the most recent ones
 CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#eee}.plots img{width:32%}.mics{display:flex;flex-wrap:wrap}
@@ -46,7 +50,7 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _hist(values: list[float], title: str, unit: str) -> str:
+def _hist(values: np.ndarray[Any, Any], title: str, unit: str) -> str:
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.hist(values, bins=20, color="#4477aa")
     ax.set_title(title)
@@ -55,13 +59,12 @@ def _hist(values: list[float], title: str, unit: str) -> str:
     return _png(fig)
 
 
-def _throughput(rows: list[LedgerRow]) -> str:
+def _throughput(part: Part) -> str:
     fig, ax = plt.subplots(figsize=(4, 3))
-    start = min(r.found for r in rows)
-    found = sorted(r.found - start for r in rows)
-    done = sorted(max(r.times.values()) - start for r in rows if r.state == "done" and r.times)
-    ax.step([t / 60 for t in found], range(1, len(found) + 1), label="found", where="post")
-    ax.step([t / 60 for t in done], range(1, len(done) + 1), label="done", where="post")
+    start = float(part.found.min())
+    found, done = np.sort(part.found - start), np.sort(part.finished - start)
+    ax.step(found / 60, np.arange(1, found.size + 1), label="found", where="post")
+    ax.step(done / 60, np.arange(1, done.size + 1), label="done", where="post")
     ax.set_title("throughput")
     ax.set_xlabel("minutes")
     ax.set_ylabel("movies")
@@ -112,66 +115,64 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _squares(records: list[dict[str, Any]]) -> list[list[Any]]:
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        groups[str(grid_square_of(r["key"]) or "-")].append(r)
+def _squares(part: Part) -> list[list[Any]]:
     rows = []
-    for square, items in sorted(groups.items()):
-        done = [r for r in items if r["state"] == "done"]
-        defocus = [0.5 * (r["defocus_u"] + r["defocus_v"]) for r in done if "defocus_u" in r]
-        rows.append(
-            [
-                square,
-                len(items),
-                len(done),
-                len(items) - len(done),
-                f"{np.mean(defocus):.0f}" if defocus else "-",
-                sum(int(r.get("particles", 0)) for r in done),
-            ]
-        )
+    for name, sq in sorted(part.squares.items()):
+        defocus = f"{sq.defocus_sum / sq.defocus_n:.0f}" if sq.defocus_n else "-"
+        rows.append([name, sq.movies, sq.done, sq.movies - sq.done, defocus, sq.particles])
     return rows
 
 
-def _counts_table(snap: Snapshot, accepted: int, rejected: int) -> str:
-    c = snap.counts
+def _counts_table(snap: Snapshot) -> str:
+    c, part = snap.counts, snap.part
     labels = [s.count for s in snap.pipeline]
     headers = ["movies", *labels, "done", "failed", "accepted", "rejected", *c.totals]
     values = [
-        len(snap.rows),
+        c.movies_batched,
         *(c.steps[k] for k in labels),
         c.done,
         c.failed,
-        accepted,
-        rejected,
+        part.accepted,
+        part.rejected,
         *c.totals.values(),
     ]
     return _table(headers, [values])
 
 
-def _plots(snap: Snapshot, done: list[dict[str, Any]]) -> list[str]:
-    plots = [_throughput(snap.rows)]
-    for step, f in snap.pipeline.fields():
-        if f.histogram:
-            values = [
-                float(r[f.name])
-                for r in done
-                if (r.get("steps") or {}).get(step.name) and isinstance(r.get(f.name), int | float)
-            ]
-            if values:
-                plots.append(_hist(values, f.label or f.name, f.unit or "value"))
+def _plots(snap: Snapshot) -> list[str]:
+    plots = [_throughput(snap.part)]
+    for _step, f in snap.pipeline.fields():
+        values = snap.part.values.get(f.stat_key)
+        if f.histogram and values is not None and values.size:
+            plots.append(_hist(values, f.label or f.name, f.unit or "value"))
     return plots
 
 
-def _recent(folder: Path, config: Config, done: list[dict[str, Any]], recent: int) -> str:
-    latest = sorted(done, key=lambda r: max((r.get("times") or {"": 0}).values()))[-recent:]
+def recent_records(folder: Path, part: Part, recent: int) -> list[dict[str, Any]]:
+    """Full records of the ``recent`` newest done movies (newest first), from the few batch
+    results that hold them."""
+    wanted = part.recent[-recent:]
+    by_batch: dict[str, dict[str, Any]] = {}
+    for batch in {b for _t, b, _k in wanted}:
+        try:
+            data = read_json(folder / "Results" / f"{batch}.json")
+        except (OSError, ValueError):
+            continue  # being rewritten (a rerun): shown next time
+        by_batch[batch] = {m["key"]: m for m in data.get("movies", [])}
+    found = [by_batch.get(b, {}).get(k) for _t, b, k in reversed(wanted)]
+    return [r for r in found if r is not None and "micrograph" in r]
+
+
+def _recent(folder: Path, config: Config, part: Part, recent: int) -> str:
     cells = []
     diameter = float(config.get("cryolo", {}).get("diameter_max", 120))
-    for r in reversed(latest):
-        if "micrograph" not in r:
-            continue
+    for r in recent_records(folder, part, recent):
         r = {**r, "particle_diameter_px": diameter / float(r.get("pixel_size", 1.0))}
-        mic, ps = thumbnails(folder, r)
+        try:
+            mic, ps = thumbnails(folder, r)
+        except (OSError, ValueError) as exc:  # a micrograph removed or being rewritten
+            mic = ps = ""
+            log.info("no thumbnail of %s: %s", r["key"], exc)
         name = html.escape(Path(r["key"]).name)
         cells.append(
             f'<div class="mic"><img alt="micrograph" src="{mic}"> '
@@ -181,48 +182,48 @@ def _recent(folder: Path, config: Config, done: list[dict[str, Any]], recent: in
     return '<h2>Recent micrographs</h2><div class="mics">' + "".join(cells) + "</div>"
 
 
+def _failures(part: Part) -> str:
+    shown = part.failures[-FAILURES_SHOWN:]
+    more = len(part.failures) - len(shown)
+    head = f"<p>the last {len(shown)} of {len(part.failures)}</p>" if more else ""
+    rows = [list(f) for f in shown]
+    return '<h2 class="fail">Failures</h2>' + head + _table(["movie", "step", "reason"], rows)
+
+
 def render(folder: Path, config: Config, recent: int = 6) -> str:
     """The report page; thumbnails circle picks at the LoG maximum diameter."""
-    reader = ProgressReader(folder)
-    snap = reader.snapshot()
-    records = reader.results()
-    done = [r for r in records if r["state"] == "done"]
-    accepted, rejected = curate(records, config.get("curation", {}))
-    fig = figures(snap.rows, records, snap.pipeline.names)
+    snap = ProgressReader(folder, config=config).snapshot()
+    part = snap.part
+    fig = figures(part, snap.pipeline.names)
     latency = [fig.get(latency_key(s.name)) for s in snap.pipeline]
     parts = [
         f"<h1>emotf report: {html.escape(str(config.get('session_dir', folder)))}</h1>",
         f"<p>updated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>",
-        _counts_table(snap, len(accepted), len(rejected)),
+        _counts_table(snap),
         _table(
             [f"latency found→{s.name} (s)" for s in snap.pipeline] + ["done per hour"],
             [[*latency, fig["movies_per_hour_done"]]],
         ),
     ]
-    if done:
+    if snap.counts.done:
         parts.append(
             '<h2>Statistics</h2><div class="plots">'
-            + "".join(f'<img alt="plot" src="{p}">' for p in _plots(snap, done))
+            + "".join(f'<img alt="plot" src="{p}">' for p in _plots(snap))
             + "</div>"
         )
         parts.append(
             "<h2>Grid squares</h2>"
             + _table(
                 ["GridSquare", "movies", "done", "failed", "mean defocus (Å)", "particles"],
-                _squares(records),
+                _squares(part),
             )
         )
-        parts.append(_recent(folder, config, done, recent))
-    failures = [[r.key, r.failed_step, r.reason] for r in snap.rows if r.state == "failed"]
-    if failures:
-        parts.append(
-            '<h2 class="fail">Failures</h2>' + _table(["movie", "step", "reason"], failures)
-        )
-    notes = [
-        [r["key"], step, note] for r in records for step, note in (r.get("notes") or {}).items()
-    ]
-    if notes:
-        parts.append("<h2>Notes of optional steps</h2>" + _table(["movie", "step", "note"], notes))
+        parts.append(_recent(folder, config, part, recent))
+    if part.failures:
+        parts.append(_failures(part))
+    if part.notes:
+        rows = [[note, n] for note, n in part.notes.most_common()]
+        parts.append("<h2>Notes of optional steps</h2>" + _table(["note", "movies"], rows))
     if snap.pipeline.errors:
         parts.append(
             '<h2 class="fail">Pipeline errors</h2><ul>'

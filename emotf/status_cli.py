@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from .config import read_folder_config
-from .curation import curate
 from .ledger import figures, latency_key
 from .progress import ProgressReader
 
@@ -22,9 +20,9 @@ def bar(count: int, total: int) -> str:
 
 def render(folder: Path) -> str:
     config = read_folder_config(folder)
-    snap = ProgressReader(folder).snapshot()
-    rows, records, counts = snap.rows, snap.records, snap.counts
-    total = len(rows)
+    snap = ProgressReader(folder, config=config).snapshot()
+    part, counts = snap.part, snap.counts
+    total = counts.movies_batched
     lines = [
         f"emotf status: {folder}  ({total} movies in {counts.batches} batches, "
         f"{counts.batches_done} finished)"
@@ -35,10 +33,9 @@ def render(folder: Path) -> str:
     labels += [("done", counts.done, ""), ("failed", counts.failed, "")]
     for label, value, note in labels:
         lines.append(f"  {label:<10} [{bar(value, total)}] {value:>6} / {total}{note}")
-    accepted, rejected = curate(records, config.get("curation", {}))
     totals = "   ".join(f"{k} {v}" for k, v in counts.totals.items())
-    lines.append(f"  accepted   {len(accepted)}   rejected {len(rejected)}   {totals}")
-    fig = figures(rows, records, snap.pipeline.names)
+    lines.append(f"  accepted   {part.accepted}   rejected {part.rejected}   {totals}")
+    fig = figures(part, snap.pipeline.names)
     lines.append(
         f"  throughput {fig['movies_per_hour_found']} found/h, {fig['movies_per_hour_done']} done/h"
     )
@@ -50,15 +47,9 @@ def render(folder: Path) -> str:
     lines.append(f"  latency from found (s): {latency or '-'}")
     for reason, n in sorted(counts.failures.items(), key=lambda item: -item[1]):
         lines.append(f"  failed x{n}: {reason[:160]}")
-    notes: Counter[str] = Counter(
-        f"{step}: {note}"[:160] for r in records for step, note in (r.get("notes") or {}).items()
-    )
-    for note, n in notes.most_common():
+    for note, n in part.notes.most_common():
         lines.append(f"  note x{n}: {note}")
-    why: Counter[str] = Counter(
-        reason.split(":")[0] for reasons in rejected.values() for reason in reasons
-    )
-    for reason, n in why.most_common():
+    for reason, n in part.rejections.most_common():
         lines.append(f"  rejected x{n}: {reason}")
     for error in snap.pipeline.errors:
         lines.append(f"  pipeline error: {error}")

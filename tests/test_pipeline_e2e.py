@@ -201,7 +201,7 @@ def test_statistics_and_curation_on_the_session(processed: tuple[Path, Path, Sta
     assert all(reason.startswith("max_ctf_resolution:") for v in rejected.values() for reason in v)
     hist = stats["histograms"]["defocus_A"]
     assert sum(hist["counts"]) == 8 and len(hist["edges"]) == len(hist["counts"]) + 1
-    fig = figures(ledger(out), records)
+    fig = figures(ledger(out))
     assert fig["states"] == {"done": 8, "failed": 2}
     assert fig["latency_found_to_ctffind_s"]["p50"] > 0
     assert stats["particles"] == sum(r["particles"] for r in done)

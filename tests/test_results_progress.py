@@ -54,7 +54,7 @@ def test_merge_and_counts(tmp_path: Path) -> None:
             "CtfFind",
             "ctffind.json",
             "ctffind",
-            {"a": {**ok, "defocus_u": 15000.0}, "b": {**ok}},
+            {"a": {**ok, "defocus_u": 15000.0, "defocus_v": 14800.0}, "b": {**ok}},
         ),
         "picking": step_file(
             tmp_path, "AutoPick", "picking.json", "picking", {"a": {**ok, "particles": 40}}

@@ -225,8 +225,8 @@ class OtfTask(StoppableTask):
         assert self.otf is not None and self.raw_dir is not None
         emotf = {**task_event(status), "updated": now_text(), "path": str(self.otf.out_dir)}
         snap = status.snapshot or self.otf.progress.snapshot()  # the figures' own read
-        emotf["stats"] = session_stats(snap.records, snap.pipeline)
-        emotf["figures"] = figures(snap.rows, snap.records, snap.pipeline.names)
+        emotf["stats"] = session_stats(snap.part, snap.pipeline)
+        emotf["figures"] = figures(snap.part, snap.pipeline.names)
         return {
             "raw": self._raw_info(final=status.state != "running"),
             "otf": {"path": str(self.otf.out_dir), "status": status.state},
