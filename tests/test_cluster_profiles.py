@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,39 +99,105 @@ def slurm_required() -> bool:
     return os.geteuid() == 0 and os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def test_session_through_real_slurm(tmp_path: Path) -> None:
+# a step as a job log prints it (the job's Snakemake, and the one srun starts for the step)
+STEP_RE = re.compile(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: batch=(b\d{6})", re.M)
+BATCH_RULES = {"import_movies", "motioncor", "ctffind", "cryolo"}
+
+
+def require_slurm() -> None:
     reason = slurm_ready()
     if reason:
         print(f"SKIPPED real SLURM test: {reason}")
         if slurm_required():
             pytest.fail(f"{reason} (SLURM is required here: root with EMOTF_REQUIRE_SLURM or CI)")
         pytest.skip(reason)
-    session, config = small_session(tmp_path)
-    out = tmp_path / "otf"
+
+
+def slurm_session(tmp_path: Path, config: dict) -> tuple[Path, str]:
+    """The processing folder and a copy of the shipped SLURM profile inside it: shipped
+    partitions (the batch group on gpu), this machine's memory and runtime, job logs kept."""
     from emotf.project import prepare_folder
 
-    prepare_folder(out, session, config)
+    out = tmp_path / "otf"
+    prepare_folder(out, tmp_path / "session", config)
     resources = {"runtime": 10, "mem_mb": 1000}
     shipped = yaml.safe_load((out / "profiles" / "slurm" / "config.yaml").read_text())
     profile = cluster_profile(out, "slurm", {
         "default-resources": {**resources, "slurm_partition": "cpu"},
-        # the shipped partitions (the batch group on gpu), this machine's memory and runtime
         "set-resources": {rule: {**values, **resources}
                           for rule, values in shipped["set-resources"].items()},
+        "slurm-keep-successful-logs": True,
     })  # fmt: skip
+    return out, profile
+
+
+def our_jobs(out: Path, fields: str) -> list[list[str]]:
+    """``squeue --Format`` fields of every job SLURM lists with ``out`` as working directory
+    (finished ones too: the test cluster keeps them 10 minutes)."""
+    text = subprocess.run(["squeue", "--states=all", "-h", "-O", f"{fields},WorkDir:500"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    rows = [line.split() for line in text.splitlines()]
+    return [r[:-1] for r in rows if r and os.path.realpath(r[-1]) == os.path.realpath(out)]
+
+
+def test_session_through_real_slurm(tmp_path: Path) -> None:
+    """Two batches through the shipped SLURM profile: exactly one SLURM job per batch, on
+    the GPU partition, and each job ran every step of its own batch and none of the other's
+    (read from the kept job logs)."""
+    require_slurm()
+    session, config = small_session(tmp_path)
+    config["batches"]["size"] = 1  # two movies, two batches
+    out, profile = slurm_session(tmp_path, config)
     status = run_session(
         session, out, config, OtfOptions(once=True, poll_interval=1, profile=profile), quiet=True
     )
     assert status.counts["done"] == 2, status.failures
-    jobs = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T|%k|%P|%Z"],
-                          capture_output=True, text=True, check=True).stdout  # fmt: skip
-    ours = [f for f in (line.split("|") for line in jobs.splitlines())
-            if os.path.realpath(f[4]) == os.path.realpath(out)]  # fmt: skip
-    # the profile groups a batch's steps: one SLURM job (on the GPU partition) for the batch
-    assert len(ours) == 1 and ours[0][2].startswith("rule_batch"), ours
-    for rule in ("import_movies", "motioncor", "ctffind", "cryolo"):
-        assert rule in ours[0][2]
-    assert ours[0][1] == "COMPLETED" and ours[0][3] == "gpu", ours
+    batches = sorted(p.stem for p in (out / "batches").glob("b*.json"))
+    assert len(batches) == 2, batches
+    # one SLURM job per batch (not one per step, nor one for the run)
+    ours = our_jobs(out, "JobID:20,State:20,Partition:20")
+    assert len(ours) == 2, ours
+    assert all(state == "COMPLETED" and part == "gpu" for _id, state, part in ours), ours
+    logs = {p.stem: p for p in (out / ".snakemake" / "slurm_logs").rglob("*.log")}
+    ran = {job[0]: set(STEP_RE.findall(logs[job[0]].read_text(errors="replace")))
+           for job in ours}  # fmt: skip
+    done_by = sorted(sorted({batch for _rule, batch in steps}) for steps in ran.values())
+    assert done_by == [[b] for b in batches], ran  # each job: one batch, its own
+    for steps in ran.values():
+        assert BATCH_RULES <= {rule for rule, _batch in steps}, steps
+
+
+def test_gpu_step_in_the_batch_job_gets_a_slurm_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MotionCor3 (a GPU program; ``tests/fakes`` stands in for it, and the test cluster's
+    two GPUs are fake gres): the batch's one SLURM job asks for one GPU (the rule's gpu=1;
+    a group asks for its largest layer) with the profile's cpus_per_gpu, and the motion
+    correction step inside the job runs on a GPU SLURM gave it (CUDA_VISIBLE_DEVICES)."""
+    require_slurm()
+    sys.path.insert(0, str(HERE / "fakes"))
+    from fake_tools import install
+
+    install(tmp_path / "bin")
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TOOLS_LOG", str(calls))  # sbatch --export=ALL passes both
+    session, config = small_session(tmp_path)
+    # the fake writes flat micrographs: CTF from the CTFFIND stand-in too
+    config.update(motioncor={"backend": "motioncor3"}, ctffind={"backend": "ctffind5"})
+    out, profile = slurm_session(tmp_path, config)
+    status = run_session(
+        session, out, config, OtfOptions(once=True, poll_interval=1, profile=profile), quiet=True
+    )
+    assert status.counts["done"] == 2, status.failures
+    ours = our_jobs(out, "State:20,Partition:20,tres-per-job:40,NumCPUs:10")
+    assert len(ours) == 1, ours
+    state, partition, gpus, cpus = ours[0]
+    assert (state, partition) == ("COMPLETED", "gpu"), ours
+    assert gpus.endswith("gpu:1") and cpus == "4", ours  # cpus_per_gpu: 4
+    runs = [json.loads(line) for line in calls.read_text().splitlines()]
+    motioncor = [r for r in runs if r["tool"] == "MotionCor3"]
+    assert motioncor and all(r["cuda"] not in (None, "") for r in motioncor), runs
 
 
 def test_lsf_profile_against_recording_bsub(
@@ -162,17 +229,17 @@ def test_lsf_profile_against_recording_bsub(
     )
     assert status.counts["done"] == 2, status.failures
     subs = [json.loads(line) for line in (state / "submissions.jsonl").read_text().splitlines()]
-
-    def by_rule(rule: str) -> list[str]:
-        return next(s for s in subs if any(f"rule_{rule}:" in a for a in s))
-
-    mc = by_rule("motioncor")
-    assert mc[mc.index("-q") + 1] == "gpu" and mc[mc.index("-P") + 1] == "emotf"
-    assert "-gpu" in mc and mc[mc.index("-gpu") + 1] == "num=1"
-    assert mc[mc.index("-W") + 1] == "60" and mc[mc.index("-n") + 1] == "2"
-    assert any(a.startswith("rusage[mem=") for a in mc)
-    ctf = by_rule("ctffind")
-    assert ctf[ctf.index("-q") + 1] == "normal" and "-gpu" not in ctf
+    # one bsub for the batch: its steps grouped into one job, on the GPU queue with a GPU
+    assert len(subs) == 1, subs
+    job = subs[0]
+    name = job[job.index("-J") + 1]
+    assert name.startswith("Snakemake_group_"), name
+    for rule in BATCH_RULES:
+        assert f"{rule}__batch=b000001" in name, name
+    assert job[job.index("-q") + 1] == "gpu" and job[job.index("-P") + 1] == "emotf"
+    assert "-gpu" in job and job[job.index("-gpu") + 1] == "num=1"
+    assert int(job[job.index("-W") + 1]) >= 60  # the steps' runtimes in series
+    assert any(a.startswith("rusage[mem=") for a in job)
 
 
 @pytest.mark.parametrize("name", ["slurm", "lsf"])
