@@ -21,10 +21,16 @@ as shipped), and the figures are printed side by side. Goal: SLURM adds <= 15 s 
     python benchmarks/latency.py                            # 16 movies, one every 15 s
     python benchmarks/latency.py --profile slurm            # local, then SLURM (~10 min)
     python benchmarks/latency.py --movies 3 --size 512 --interval 8
+    python benchmarks/latency.py --profile slurm --max-runs 4   # both arms: 4 runs at once
+
+``--max-runs`` is the worker's ``otf.max_runs`` (``emotf run --max-runs``, default 2), the
+same in both arms. Each arm also reports how many Snakemake runs it started and the machine's
+load average while it ran (the SLURM jobs run on the same cores).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -70,8 +76,14 @@ class RunWatcher:
         self.proc = psutil.Process(pid)
         self.submitted: dict[str, float] = {}  # batch → first Snakemake start that targets it
         self._seen: set[int] = set()
+        self.runs: list[float] = []  # start time of every Snakemake run
+        self.load: list[float] = []  # the machine's 1-minute load average, once a second
+        self._load_at = 0.0
 
     def __call__(self) -> None:
+        if time.monotonic() - self._load_at >= 1.0:
+            self._load_at = time.monotonic()
+            self.load.append(os.getloadavg()[0])
         try:
             children = self.proc.children()
         except psutil.NoSuchProcess:
@@ -86,6 +98,7 @@ class RunWatcher:
             if not any("snakemake" in part for part in cmdline[:3]):
                 continue
             self._seen.add(child.pid)
+            self.runs.append(started)
             for arg in cmdline:
                 m = TARGET_RE.match(arg)
                 if m:
@@ -127,6 +140,8 @@ def run_arm(args: Any, root: Path, staged: Path, keys: list[str], config_file: P
         shutil.copyfile(staged / name, live / name)
     idle = max(30.0, 2 * args.interval)
     extra = ["--idle-timeout", str(idle), "--poll", str(args.poll)]
+    if args.max_runs is not None:
+        extra += ["--max-runs", str(args.max_runs)]
     if profile is not None:
         extra += ["--profile", str(profile)]
     argv = C.emotf_run_argv(live, out, config_file, *extra)
@@ -145,7 +160,7 @@ def run_arm(args: Any, root: Path, staged: Path, keys: list[str], config_file: P
     if code != 0:
         print(log_path.read_text()[-4000:], file=sys.stderr)
         raise SystemExit(f"emotf run ({label}) failed with exit code {code}")
-    print(f"  done in {time.time() - t0:.0f} s", flush=True)
+    print(f"  done in {time.time() - t0:.0f} s, {len(watcher.runs)} Snakemake runs", flush=True)
     owner = {r["key"]: r for r in C.results(out)}
     batch_of = {}
     for batch in list_batches(out):
@@ -163,6 +178,8 @@ def run_arm(args: Any, root: Path, staged: Path, keys: list[str], config_file: P
             "complete_to_submitted": None if submitted is None else submitted - complete,
             "complete_to_ctf": None if ctf_done is None else ctf_done - complete,
             "state": rec.get("state"),
+            "runs": len(watcher.runs),
+            "load": sum(watcher.load) / len(watcher.load) if watcher.load else None,
         })  # fmt: skip
     return rows
 
@@ -182,7 +199,9 @@ def column(rows: list[dict[str, Any]], name: str) -> list[float]:
 def add_figures(report: C.Report, rows: list[dict[str, Any]], args: Any, suffix: str) -> None:
     subs, ctfs = column(rows, "complete_to_submitted"), column(rows, "complete_to_ctf")
     goal = args.settle + 5.0
-    note = f"settle {args.settle:g} s, batch size {args.batch_size}, tail {args.tail:g} s, poll {args.poll:g} s"  # noqa: E501
+    runs = "worker default" if args.max_runs is None else str(args.max_runs)
+    note = (f"settle {args.settle:g} s, batch size {args.batch_size}, tail {args.tail:g} s, "
+            f"poll {args.poll:g} s, max runs {runs}")  # fmt: skip
     report.add(f"complete→submitted p50{suffix}", C.percentile(subs, 50), "s", goal=goal,
                note=note if not suffix else "")  # fmt: skip
     report.add(f"complete→submitted p95{suffix}", C.percentile(subs, 95), "s", goal=goal)
@@ -190,6 +209,10 @@ def add_figures(report: C.Report, rows: list[dict[str, Any]], args: Any, suffix:
     report.add(f"complete→CTF done p95{suffix}", C.percentile(ctfs, 95), "s")
     report.add(f"movies done{suffix}", float(sum(r["state"] == "done" for r in rows)), "",
                goal=len(rows), higher=True)  # fmt: skip
+    report.add(f"Snakemake runs{suffix}", float(rows[0]["runs"]) if rows else None, "")
+    report.add(f"machine load during the arm (1-min avg, mean){suffix}",
+               rows[0]["load"] if rows else None, "",
+               note="" if suffix else f"{os.cpu_count()} cores, shared")  # fmt: skip
 
 
 def add_comparison(report: C.Report, local: list[dict[str, Any]],
@@ -213,6 +236,8 @@ def main() -> int:
     p.add_argument("--tail", type=float, default=0.0,
                    help="batches.tail_seconds (0: cut what is complete at every poll)")  # fmt: skip
     p.add_argument("--poll", type=float, default=2.0, help="emotf run --poll (s)")
+    p.add_argument("--max-runs", type=int,
+                   help="emotf run --max-runs in both arms (default: the worker's, 2)")  # fmt: skip
     p.add_argument("--profile", choices=["slurm"],
                    help="also run the stream through this cluster profile (after the local "
                         "run, same movies) and compare")  # fmt: skip
