@@ -18,6 +18,7 @@ a lost, damaged or stale file only costs a full scan.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import logging
 import os
@@ -73,9 +74,11 @@ def _valid_names(names: Any) -> bool:
     return joined.count("/") == len(names) - 1 and not {"", ".", ".."} & set(names)
 
 
-def matcher(patterns: Iterable[str]) -> re.Pattern[str]:
-    """One regular expression matching a name against any of ``patterns`` (fnmatchcase)."""
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in sorted(patterns)))
+@functools.lru_cache(maxsize=64)
+def matcher(patterns: str) -> re.Pattern[str]:
+    """One regular expression matching a name against any of ``patterns`` ("/"-separated,
+    as fnmatchcase would)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns.split("/")))
 
 
 class FolderIndex:
@@ -83,6 +86,7 @@ class FolderIndex:
 
     def __init__(self, session_dir: Path, globs: list[str], path: Path | None) -> None:
         self.root = os.fspath(session_dir)
+        self._prefix = self.root if self.root.endswith("/") else self.root + "/"
         self.globs = list(globs)
         self.path = path
         self.listings: dict[tuple[str, str, str], Listing] = {}  # (rel, kind, pattern)
@@ -93,7 +97,7 @@ class FolderIndex:
             self.listings = self._load(path)
 
     def abspath(self, rel: str) -> str:
-        return os.path.join(self.root, rel) if rel else self.root
+        return self._prefix + rel if rel else self.root
 
     # -- listings --------------------------------------------------------------------------
     def _list(self, rel: str, kind: str, pattern: str, now: float) -> Listing | None:
@@ -109,7 +113,7 @@ class FolderIndex:
         cached = self.listings.get(key)
         if cached is not None and cached.fresh(mtime, now):
             return cached
-        regex = matcher(pattern.split("/"))
+        regex = matcher(pattern)
         try:
             with os.scandir(folder) as entries:
                 if kind == DIRS:  # symlinks too: pathlib's glob follows them, as we do
