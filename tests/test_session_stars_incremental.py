@@ -387,3 +387,27 @@ def test_retrying_the_movie_that_opened_an_optics_group_renumbers_the_groups(
     assert_same_as_rebuild(out, tmp_path)
     optics = read_star(out / "movies.star")["optics"]
     assert optics["rlnMicrographOriginalPixelSize"].tolist() == [0.83, 0.415, 1.06]
+
+
+@pytest.mark.skipif(shutil.which("relion_star_handler") is None, reason="RELION not installed")
+def test_relion_reads_the_appended_files(tmp_path: Path) -> None:
+    """RELION's own reader selects over every appended row and keeps the optics block."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for batch in (1, 2, 3):
+        finish(out, batch, batch_records(batch))
+        update(out)
+    picked = tmp_path / "picked.star"
+    proc = subprocess.run(
+        ["relion_star_handler", "--i", str(out / "micrographs_ctf.star"), "--o", str(picked)]
+        + ["--select", "rlnDefocusU", "--minval", "15100", "--maxval", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    blocks = read_star(picked)
+    # defocus_u = 15000 + 37.25 i: movies 3..5 of each batch, but movie 2 failed CTF
+    assert len(blocks["micrographs"]) == 3 * 3
+    assert blocks["optics"]["rlnMicrographPixelSize"].tolist() == [pytest.approx(1.66)]
