@@ -3,7 +3,9 @@
 * :class:`MovieScanner` finds movies matching the configured globs and reports each one once,
   when it is complete: unmodified for ``settle_seconds`` and the same size as at the last scan.
   A movie that is a symlink, or whose real path leaves the session folder, is never batched:
-  it is logged once and kept in ``MovieScanner.refused`` (key -> reason).
+  it is logged once and kept in ``MovieScanner.refused`` (key -> reason). Folder listings
+  are reused while a folder is unchanged and kept across restarts (:mod:`emotf.feeder_index`),
+  so a restart lists and stats only the folders that changed.
 * :class:`Batcher` groups complete movies into manifests of ``size`` movies, or fewer when the
   oldest waiting movie has waited ``tail_seconds`` (or when flushing at the end).
 """
