@@ -18,7 +18,11 @@ from .fsutil import atomic_write_json
 log = logging.getLogger(__name__)
 
 RECORD = Path(".emotf") / "made.json"
-SIGNS = (b"# Created by the starfile Python package", b"<!DOCTYPE html><html><head><meta charset")
+SIGNS = (
+    b"# Created by the starfile Python package",  # session STAR files before 2026-12-01
+    b"# Created by emotf",  # session STAR files extended batch by batch
+    b"<!DOCTYPE html><html><head><meta charset",
+)
 
 
 class MadeFiles:
