@@ -17,6 +17,8 @@ import logging
 import os
 import re
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -166,14 +168,17 @@ def _indexed_keys(out_dir: Path) -> tuple[dict[str, tuple[list[int], list[str]]]
     return found, len(lines)
 
 
-def assigned_keys(out_dir: Path) -> set[str]:
-    """Keys of every movie already in a manifest on disk: from the key index for manifests
-    it matches, from the manifest itself (then indexed) for the others."""
+def batch_keys(out_dir: Path, batches: list[str] | None = None) -> dict[str, list[str]]:
+    """The movie keys of each manifest (in batch order; all of them unless ``batches``):
+    from the key index for manifests it matches, from the manifest itself (then indexed)
+    for the others. The one record of which batch holds which movie that the feeder, the
+    progress reader and the session STAR writer share."""
     indexed, n_lines = _indexed_keys(out_dir)
-    keys: set[str] = set()
+    every = list_batches(out_dir)
+    wanted = every if batches is None else batches
+    keys: dict[str, list[str]] = {}
     missing: list[str] = []
-    batches = list_batches(out_dir)
-    for batch in batches:
+    for batch in wanted:
         path = manifest_path(out_dir, batch)
         entry = indexed.get(batch)
         try:
@@ -181,14 +186,13 @@ def assigned_keys(out_dir: Path) -> set[str]:
         except OSError as exc:
             raise ManifestError(f"bad batch manifest {path}: {exc}") from exc
         if entry is not None and entry[0] == current:
-            keys.update(entry[1])
+            keys[batch] = entry[1]
             continue
-        batch_keys = [m.key for m in read_manifest(path).movies]
-        keys.update(batch_keys)
-        indexed[batch] = (current, batch_keys)
-        missing.append(_keys_line(path, batch, batch_keys))
-    if n_lines + len(missing) > 2 * len(batches) + 16:  # mostly stale lines: rewrite
-        lines = [_keys_line(manifest_path(out_dir, b), b, indexed[b][1]) for b in batches]
+        keys[batch] = [m.key for m in read_manifest(path).movies]
+        indexed[batch] = (current, keys[batch])
+        missing.append(_keys_line(path, batch, keys[batch]))
+    if batches is None and n_lines + len(missing) > 2 * len(every) + 16:  # mostly stale
+        lines = [_keys_line(manifest_path(out_dir, b), b, indexed[b][1]) for b in every]
         try:
             atomic_write_text(Path(out_dir) / KEYS_INDEX, "".join(lines))
         except OSError as exc:
@@ -196,3 +200,48 @@ def assigned_keys(out_dir: Path) -> set[str]:
     else:
         _append_keys(out_dir, missing)
     return keys
+
+
+def assigned_keys(out_dir: Path) -> set[str]:
+    """Keys of every movie already in a manifest on disk (see :func:`batch_keys`)."""
+    return {key for keys in batch_keys(out_dir).values() for key in keys}
+
+
+class Owners:
+    """Which batch holds which movie, kept up to date as batches are added (manifests are
+    immutable, so a batch's keys never change): ``retry-failed`` queues a movie again in a
+    new batch, and only its newest batch counts."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.batches: list[str] = []
+        self.owner: dict[str, str] = {}  # key -> newest batch holding it
+        self.held: Counter[str] = Counter()  # key -> batches holding it
+        self._superseded: dict[str, frozenset[str]] = {}
+
+    def update(
+        self, batches: list[str], load: Callable[[list[str]], dict[str, list[str]]]
+    ) -> None:
+        """Follow ``batches`` (the folder's batch list, in order); ``load`` gives the keys of
+        the batches not seen before. A batch whose keys cannot be read yet is retried."""
+        if batches[: len(self.batches)] != self.batches:
+            self._reset()  # a batch vanished: start over
+        new = batches[len(self.batches) :]
+        loaded = load(new) if new else {}
+        for batch in new:
+            keys = loaded.get(batch)
+            if not keys:
+                break
+            for key in keys:
+                previous = self.owner.get(key)
+                if previous is not None:
+                    self._superseded[previous] = self._superseded.get(previous, frozenset()) | {key}
+                self.owner[key] = batch
+                self.held[key] += 1
+            self.batches.append(batch)
+
+    def superseded_in(self, batch: str) -> frozenset[str]:
+        """Keys of ``batch`` that a later batch holds."""
+        return self._superseded.get(batch, frozenset())

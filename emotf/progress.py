@@ -21,16 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from . import aggregate as agg
-from .batches import list_batches
+from .batches import ManifestError, Owners, batch_keys, list_batches
 from .fsutil import read_json
 from .json_cache import JsonCache
 from .ledger import LedgerRow, row_of_record, row_of_steps
 from .pipeline import Pipeline, load_pipeline, upgrade_record
-from .progress_parts import Counts, FinishedPart, Keys, finished_part, group_reason
+from .progress_parts import Counts, FinishedPart, finished_part, group_reason
 from .session_index import Basis, SessionIndex, signature
 from .steps.results import summarize
 
 __all__ = ["Counts", "ProgressReader", "Snapshot", "group_reason"]
+
+BULK = 8  # more new batches than this: their keys come from the shared key index
 
 
 @dataclass
@@ -58,7 +60,7 @@ class ProgressReader:
         self.pipeline = pipeline or load_pipeline(self.out_dir, config)
         self.limits: dict[str, Any] = dict(config.get("curation") or {})
         self.index = SessionIndex(self.out_dir)
-        self.keys = Keys()
+        self.keys = Owners()
         self._parts: dict[str, FinishedPart] = {}
         self._combined: tuple[tuple[int, ...], agg.Part] | None = None
 
@@ -94,20 +96,24 @@ class ProgressReader:
             return path, (st.st_mtime_ns, st.st_size)
         return None
 
-    def _batch_keys(self, batch: str, source: tuple[Path, tuple[int, int]] | None) -> list[str]:
-        known = self.keys.of(batch)
-        if known is not None:
-            return known
-        if source is not None:
-            indexed = self.index.keys_of(batch, source[1])
-            if indexed is not None:
-                return indexed
-            data = self._records_of(source[0])
-        else:
+    def _load_keys(self, batches: list[str]) -> dict[str, list[str]]:
+        """Keys of batches not seen before: from their manifests when they are few (a new
+        batch), from the shared key index when many (the first scan after a restart)."""
+        if len(batches) > BULK:
+            try:
+                return batch_keys(self.out_dir, batches)
+            except ManifestError:
+                pass  # one is being written: each is read on its own below
+        keys: dict[str, list[str]] = {}
+        for batch in batches:
             data = self._cache.get(self.out_dir / "batches" / f"{batch}.json")
-        if data is None:
-            return []
-        return [m["key"] for m in data.get("movies", [])]
+            source = self._source(batch) if data is None else None
+            if source is not None:  # a finished batch's summary holds the same keys
+                data = self._records_of(source[0])
+            if data is None:
+                break  # retried next scan
+            keys[batch] = [m["key"] for m in data.get("movies", [])]
+        return keys
 
     def _records_of(self, path: Path, slim: bool = True) -> dict[str, Any] | None:
         """A batch's records (full results are slimmed unless ``slim`` is false), completed
@@ -126,13 +132,9 @@ class ProgressReader:
     def owners(self, batches: list[str] | None = None) -> dict[str, str]:
         """Movie key → the last batch that holds it (``retry-failed`` re-queues a movie in a
         new batch; only its newest batch counts)."""
-        self._update_keys(list_batches(self.out_dir) if batches is None else batches)
+        self.keys.update(list_batches(self.out_dir) if batches is None else batches,
+                         self._load_keys)  # fmt: skip
         return self.keys.owner
-
-    def _update_keys(self, batches: list[str]) -> dict[str, tuple[Path, tuple[int, int]] | None]:
-        sources = {b: self._source(b) for b in batches}
-        self.keys.update(batches, lambda b: self._batch_keys(b, sources[b]))
-        return sources
 
     # -- the read model -----------------------------------------------------------------
     def counts(self) -> Counts:
@@ -141,7 +143,8 @@ class ProgressReader:
     def snapshot(self) -> Snapshot:
         """Counts and the combined part of the whole folder, in one pass."""
         batches = list_batches(self.out_dir)
-        sources = self._update_keys(batches)
+        self.keys.update(batches, self._load_keys)
+        sources = {b: self._source(b) for b in batches}
         counts = Counts(
             steps={s.count: 0 for s in self.pipeline},
             totals={f.total: 0 for _s, f in self.pipeline.totals() if f.total},
@@ -183,7 +186,7 @@ class ProgressReader:
                 return memo  # being replaced: the last part read, if any
             movies = [m for m in data["movies"] if m["key"] not in basis.superseded]
             part = finished_part(basis, batch, movies, self.pipeline, self.limits)
-            self.index.put(batch, basis, [m["key"] for m in data["movies"]], part.as_json())
+            self.index.put(batch, basis, part.as_json())
         for step in self.pipeline:  # read while the batch ran; not needed now
             self._cache.drop(self.out_dir / step.output_of(batch))
         self._cache.drop(self.out_dir / "batches" / f"{batch}.json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,40 +131,3 @@ def finished_part(
             part.failed += 1
             part.reasons[group_reason(movie)] += 1
     return part
-
-
-class Keys:
-    """Which batch holds which movie, kept up to date as batches are added (manifests are
-    immutable, so a batch's keys never change)."""
-
-    def __init__(self) -> None:
-        self.batches: list[str] = []
-        self._keys: dict[str, list[str]] = {}
-        self.owner: dict[str, str] = {}  # key -> newest batch holding it
-        self.held: Counter[str] = Counter()  # key -> batches holding it
-        self._superseded: dict[str, frozenset[str]] = {}
-
-    def of(self, batch: str) -> list[str] | None:
-        return self._keys.get(batch)
-
-    def update(self, batches: list[str], load: Callable[[str], list[str]]) -> None:
-        """Follow ``batches`` (the folder's batch list, in order); ``load`` gives the keys of
-        a batch not seen before. A batch whose keys cannot be read yet is retried next time."""
-        if batches[: len(self.batches)] != self.batches:
-            self.__init__()  # type: ignore[misc]  # a batch vanished: start over
-        for batch in batches[len(self.batches) :]:
-            keys = load(batch)
-            if not keys:
-                break
-            self._keys[batch] = keys
-            for key in keys:
-                previous = self.owner.get(key)
-                if previous is not None:
-                    self._superseded[previous] = self._superseded.get(previous, frozenset()) | {key}
-                self.owner[key] = batch
-                self.held[key] += 1
-            self.batches.append(batch)
-
-    def superseded_in(self, batch: str) -> frozenset[str]:
-        """Keys of ``batch`` that a later batch holds."""
-        return self._superseded.get(batch, frozenset())

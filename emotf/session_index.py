@@ -2,9 +2,10 @@
 reads one small file instead of every batch's summary.
 
 ``.emotf/index.jsonl`` holds, per finished batch, what :class:`emotf.progress.ProgressReader`
-computed from its summary: the batch's movie keys, its counts and its
-:class:`~emotf.aggregate.Part`, with what the entry was computed from (the summary file's
-mtime and size, the movies a later batch took over, the pipeline and the curation limits).
+computed from its summary: its counts and its :class:`~emotf.aggregate.Part` (which batch
+holds which movie is the batch key index's, :func:`emotf.batches.batch_keys`), with what
+the entry was computed from (the summary file's mtime and size, the movies a later batch
+took over, the pipeline and the curation limits).
 An entry is used only while all of these still hold; otherwise the summary is read again and a
 new line appended (the last valid line of a batch wins). The file is derived data: a line cut
 short by a crash, or a lost or damaged file, only costs the time of reading the summaries.
@@ -92,21 +93,14 @@ class SessionIndex:
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # cut short by a crash, or not ours: the summary is read instead
 
-    def keys_of(self, batch: str, source: tuple[int, int]) -> list[str] | None:
-        """The batch's movie keys if its entry was made from this summary (mtime, size)."""
-        entry = self._entries.get(batch)
-        if entry is None or entry[0].source != source:
-            return None
-        return list(entry[1]["keys"])
-
     def get(self, batch: str, basis: Basis) -> dict[str, Any] | None:
         """The entry of ``batch`` computed from exactly ``basis``, else None."""
         entry = self._entries.get(batch)
         return entry[1] if entry is not None and entry[0] == basis else None
 
-    def put(self, batch: str, basis: Basis, keys: list[str], body: dict[str, Any]) -> None:
+    def put(self, batch: str, basis: Basis, body: dict[str, Any]) -> None:
         """Record a batch's entry (``body``: counts and part, JSON-ready)."""
-        data = {"v": VERSION, "batch": batch, "basis": basis.as_json(), "keys": keys, **body}
+        data = {"v": VERSION, "batch": batch, "basis": basis.as_json(), **body}
         self._entries[batch] = (basis, data)
         if not self._writable:
             return

@@ -3,5 +3,5 @@
 :mod:`emotf.views.session_stars` keeps the session-wide RELION STAR files (``movies.star``,
 ``micrographs_ctf.star``, ``particles.star``, ``micrographs_accepted.star``, ...) extended
 from per-batch parts (:mod:`emotf.views.star_parts`) instead of rewriting them from every
-record; :mod:`emotf.views.key_index` tells which rows a ``retry-failed`` batch supersedes.
+record; :class:`emotf.batches.Owners` tells which rows a ``retry-failed`` batch supersedes.
 """

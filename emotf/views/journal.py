@@ -1,6 +1,7 @@
 """The journal of the session STAR files (``.emotf/star_parts/journal.json``) and what
-keeps it true across a killed writer: the lock, the announced appends and their repair,
-and the owner index of the batch manifests."""
+keeps it true across a killed writer: the lock, the announced appends and their repair.
+Which rows a ``retry-failed`` batch supersedes comes from the batch key index
+(:func:`emotf.batches.batch_keys`)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..batches import ManifestError, manifest_path, read_manifest
 from ..fsutil import atomic_write_json, read_json
 from ..made import MadeFiles
-from .key_index import DROPPED, KeyIndex, read_dropped
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ Journal = dict[str, Any]
 
 
 def empty(sig: str) -> Journal:
-    return {"sig": sig, "index": 0, "indexed": [], "dropped": {}, "parts": {}, "files": {}}
+    return {"sig": sig, "parts": {}, "files": {}}
 
 
 def load(folder: Path, sig: str) -> Journal:
@@ -111,39 +110,3 @@ def write_at(path: Path, offset: int, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def index(journal: Journal, folder: Path, out_dir: Path, batches: list[str]) -> None:
-    """Index the manifests not seen yet; note the rows a later batch supersedes."""
-    indexed = set(journal["indexed"])
-    if indexed - set(batches):  # a manifest was removed: owners start again
-        log.warning("batch manifests were removed: session STAR owners re-indexed")
-        forget_owners(journal, folder)
-        indexed = set()
-    new = [b for b in batches if b not in indexed]
-    if not new:
-        return
-    keys = KeyIndex(folder, out_dir, journal["index"])
-    old_length = keys.length
-    dropped: dict[str, set[str]] = {}
-    for batch in new:
-        try:
-            manifest = read_manifest(manifest_path(out_dir, batch))
-        except ManifestError as exc:
-            log.warning("not indexed yet: %s", exc)
-            continue
-        for other, superseded in keys.add(batch, [m.key for m in manifest.movies]).items():
-            dropped.setdefault(other, set()).update(superseded)
-        indexed.add(batch)
-    for batch, superseded in dropped.items():
-        superseded |= read_dropped(folder, batch)
-        atomic_write_json(folder / DROPPED / f"{batch}.json", sorted(superseded))
-        journal["dropped"][batch] = len(superseded)
-    keys.save(old_length)
-    journal.update(index=keys.length, indexed=sorted(indexed))
-
-
-def forget_owners(journal: Journal, folder: Path) -> None:
-    for path in (folder / DROPPED).glob("b*.json"):
-        path.unlink()
-    journal.update(index=0, indexed=[], dropped={}, files={})

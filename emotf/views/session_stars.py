@@ -21,14 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..batches import BATCH_RE, list_batches
+from ..batches import BATCH_RE, Owners, batch_keys, list_batches
 from ..config import Config
 from ..fsutil import publish
 from ..made import MadeFiles
 from ..pipeline import load_pipeline
 from . import journal as jn
 from .assemble import Layout, head, plan, write_rows
-from .key_index import read_dropped
 from .star_parts import (
     TableSpec,
     build_part,
@@ -57,11 +56,11 @@ class Update:
         self.rebuild = rebuild
         self.journal = jn.load(self.folder, self.sig)
         if rebuild:
-            jn.forget_owners(self.journal, self.folder)
-            self.journal["parts"] = {}
+            self.journal.update(parts={}, files={})
         self.made = MadeFiles(self.out_dir)
         self.metas: dict[str, dict[str, Any]] = {}
-        self.drops: dict[str, set[str]] = {}
+        self.owners = Owners()
+        self.dropped: dict[str, int] = {}  # batch -> its rows a later batch supersedes
         self.touched: list[str] = []  # files written, recorded in made.json at the end
 
     def save(self) -> None:
@@ -70,7 +69,9 @@ class Update:
     def run(self) -> dict[str, int]:
         jn.recover(self.journal, self.out_dir, self.made)
         batches = list_batches(self.out_dir)
-        jn.index(self.journal, self.folder, self.out_dir, batches)
+        self.owners.update(batches, lambda new: batch_keys(self.out_dir, new))
+        superseded = {b: len(self.owners.superseded_in(b)) for b in batches}
+        self.dropped = {b: n for b, n in superseded.items() if n}
         order = self.parts(batches)
         written: dict[str, int] = {}
         appends: list[tuple[TableSpec, Layout, list[str]]] = []
@@ -93,10 +94,7 @@ class Update:
         return written
 
     def _drop(self, batch: str) -> set[str]:
-        if batch not in self.drops:
-            n = self.journal["dropped"].get(batch, 0)
-            self.drops[batch] = read_dropped(self.folder, batch) if n else set()
-        return self.drops[batch]
+        return set(self.owners.superseded_in(batch))
 
     # -- parts ------------------------------------------------------------------------
     def parts(self, batches: list[str]) -> list[str]:
@@ -158,7 +156,7 @@ class Update:
         held = entry["parts"]
         if order[: len(held)] != held:
             return None, []
-        dropped = {b: n for b, n in self.journal["dropped"].items() if n}
+        dropped = self.dropped
         if {b: n for b, n in dropped.items() if b in set(held)} != entry["dropped"]:
             return None, []
         new = order[len(held) :]
@@ -191,7 +189,7 @@ class Update:
             "optics": layout.optics,
             "rows_optics": layout.rows,
             "grouped": layout.grouped,
-            "dropped": {b: n for b, n in self.journal["dropped"].items() if n and b in held},
+            "dropped": {b: n for b, n in self.dropped.items() if b in held},
         }
 
     def reassemble(self, spec: TableSpec, order: list[str]) -> int:
