@@ -4,10 +4,17 @@ RELION's LoG picker fires on any dark blob and sets its threshold from the distr
 its own figure of merit, so one ice crystal or a carbon edge both attracts picks and pushes
 the threshold up for the real particles. Before picking:
 
-* the micrograph is smoothed at about the particle radius; where it is more than
-  ``DARK_FRACTION`` darker than the most common level (the ice) (contamination absorbs 10–30 %,
-  carbon film about 6 %, a particle only 1–3 % at this scale) or brighter than that
-  (vacuum, broken ice), the area, grown by a particle radius, is masked;
+* the micrograph is smoothed at about the particle radius and divided by the ice level: a
+  plane fitted to the smoothed micrograph where it lies within half of ``DARK_FRACTION`` of
+  the plane (refitted five times from the most common level), so an ice thickness gradient
+  (±20 % thickness, a few % of transmission) is not taken for carbon or contamination.
+  Where the ratio is more than ``DARK_FRACTION`` below 1 (contamination absorbs 10–30 %,
+  carbon film about 6 %, a particle only 1–3 % at this scale) or above it (vacuum, broken
+  ice), the area, grown by half a particle radius (``GROW``; the smoothing already spreads the
+  outline by about a radius), is masked. On realistic simulations (seeds 11 and 20, 32
+  micrographs) the constant level of the previous version masked up to 40 % of the clear ice
+  on a thickness gradient (minimum recall without carbon 0.58 / 0.67), the fitted plane and a
+  growth of half a radius brought it to 0.83 / 0.875;
 * the slow background (ice thickness gradient; σ of four particle diameters) is divided out;
 * masked pixels are replaced by noise of the micrograph's own mean and spread, so the LoG
   filter sees nothing there.
@@ -36,6 +43,7 @@ from ..fsutil import publish
 
 FloatArray = NDArray[np.float64]
 DARK_FRACTION = 0.045
+GROW = 0.5  # mask growth, in particle radii, beyond the smoothed outline
 
 
 @dataclass
@@ -60,6 +68,26 @@ def _mode(values: FloatArray) -> float:
     return float(0.5 * (edges[i] + edges[i + 1]))
 
 
+def ice_background(smooth: FloatArray, level: float, fraction: float) -> FloatArray:
+    """The smooth ice level under ``smooth`` (a thickness gradient): a plane fitted to the
+    pixels within ``fraction`` of it, refitted a few times so that contamination, carbon and
+    vacuum (outside that band) do not pull it."""
+    ny, nx = smooth.shape
+    step = max(1, min(ny, nx) // 128)
+    sub = smooth[::step, ::step].ravel()
+    yy, xx = np.mgrid[0:ny:step, 0:nx:step]
+    basis = np.stack([np.ones(sub.size), xx.ravel() / nx - 0.5, yy.ravel() / ny - 0.5], axis=1)
+    coef = np.array([level, 0.0, 0.0])
+    for _ in range(5):
+        ice = np.abs(sub / np.maximum(basis @ coef, 1e-6 * level) - 1.0) <= fraction
+        if ice.sum() < 100:
+            break
+        coef, *_ = np.linalg.lstsq(basis[ice], sub[ice], rcond=None)
+    y, x = np.mgrid[0:ny, 0:nx]
+    plane = coef[0] + coef[1] * (x / nx - 0.5) + coef[2] * (y / ny - 0.5)
+    return np.asarray(np.maximum(plane, 1e-6 * level))
+
+
 def clean_micrograph(
     image: FloatArray, diameter_px: float, seed: int = 0
 ) -> tuple[FloatArray, NDArray[np.bool_]]:
@@ -69,9 +97,10 @@ def clean_micrograph(
     level = _mode(smooth)
     if level <= 0:
         return image, np.zeros(image.shape, dtype=bool)
-    odd = np.abs(smooth / level - 1.0) > DARK_FRACTION
-    mask = ndimage.binary_dilation(odd, iterations=int(np.ceil(radius)))
-    fill = np.where(mask, level, image)
+    background = ice_background(smooth, level, 0.5 * DARK_FRACTION)
+    odd = np.abs(smooth / background - 1.0) > DARK_FRACTION
+    mask = ndimage.binary_dilation(odd, iterations=int(np.ceil(GROW * radius)))
+    fill = np.where(mask, background, image)
     background = ndimage.gaussian_filter(fill, 8.0 * radius, mode="reflect")
     flat = image / np.maximum(background, 1e-6 * level) * level
     spread = float(np.std(flat[~mask])) if np.any(~mask) else float(np.std(flat))
