@@ -1,4 +1,4 @@
-"""Curation rejects a CTF fit whose own half-set uncertainty is too large (issue 15 item 5)."""
+"""Curation rejects a CTF fit whose own (calibrated Cramér–Rao) uncertainty is too large (issue 15 item 5)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ def _record(key: str, **fields: object) -> dict[str, object]:
 
 def test_uncertain_ctf_fits_are_rejected_by_default() -> None:
     limits = _defaults()
-    assert limits["max_ctf_uncertainty"] == 50
+    assert limits["max_ctf_uncertainty"] == 70
     records = [
         _record("sure", ctf_uncertainty=20.0),
-        _record("unsure", ctf_uncertainty=80.0),
+        _record("unsure", ctf_uncertainty=95.0),
         _record("ctffind"),  # a backend without the field is not judged on it
     ]
     accepted, rejected = curate(records, limits)
     assert [r["key"] for r in accepted] == ["sure", "ctffind"]
-    assert rejected == {"unsure": ["max_ctf_uncertainty: CTF fit uncertainty 80.0 Å > 50 Å"]}
+    assert rejected == {"unsure": ["max_ctf_uncertainty: CTF fit uncertainty 95.0 Å > 70 Å"]}
     accepted, _ = curate(records, {**limits, "max_ctf_uncertainty": None})
     assert len(accepted) == 3
