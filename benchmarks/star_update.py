@@ -1,6 +1,6 @@
 """Micro-benchmark: the per-batch update of the session STAR files at two session sizes.
 
-``python -m emotf.views.bench [--sizes 1000 50000] [--batch 200] [--full]`` synthesises a
+``python benchmarks/star_update.py [--sizes 1000 50000] [--batch 200] [--full]`` synthesises a
 folder per size (manifests, full results, summaries and per-batch particle STAR files in
 the formats the pipeline writes), brings its session STAR files up to date once, then
 times the update after each of ``--repeat`` new batches: in this process, and as the
@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..batches import MovieEntry, write_manifest
-from ..config import Config, build_config, write_config
-from ..fsutil import atomic_write_json
-from ..steps.results import summary_text
-from .session_stars import update_session_stars
+from emotf.batches import MovieEntry, write_manifest
+from emotf.config import Config, build_config, write_config
+from emotf.fsutil import atomic_write_json
+from emotf.pipeline import builtin_pipeline
+from emotf.steps.results import summary_text
+from emotf.views.session_stars import update_session_stars
 
-STEPS = ("import", "motioncor", "ctffind", "picking", "extract")
+STEPS = builtin_pipeline().names
 
 
 def _record(batch: int, i: int) -> dict[str, Any]:
@@ -133,7 +134,7 @@ def measure(
         "child_peak_rss_mb": rss,
     }
     if full:
-        from ..outputs import write_session_stars_full
+        from emotf.outputs import write_session_stars_full
 
         start = time.perf_counter()
         write_session_stars_full(out, config)
@@ -142,7 +143,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emotf.views.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="benchmarks/star_update.py", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 50000])
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3, help="timed batches per way")
