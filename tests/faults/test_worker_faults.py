@@ -39,8 +39,10 @@ from workerproc import (
 )
 
 from emotf.epu import movie_xml_path
+from emotf.progress import ProgressReader
 from emotf.runner import live_snakemake
 from emotf.sim import SimParams, simulate_session
+from emotf.stats import session_stats
 
 pytestmark = [pytest.mark.slow, NEEDS_RELION]
 
@@ -111,7 +113,11 @@ def assert_exact(server: EmhubServer, task_id: str, sid: int, out: Path, n: int)
     assert count(out / "Results") == count(out / "batches")
     duplicates = star_duplicates(out)
     assert duplicates and all(v == 0 for v in duplicates.values()), duplicates
-    assert server.get_session(sid)["extra"]["emotf"]["movies_done"] == n
+    emotf = server.get_session(sid)["extra"]["emotf"]
+    assert emotf["movies_done"] == n
+    # the statistics the worker kept per batch (and in its session index across the kills)
+    # are those of a walk over every final record
+    assert emotf["stats"] == json.loads(json.dumps(session_stats(ProgressReader(out).summaries())))
 
 
 def test_worker_killed_at_three_moments_loses_nothing(
