@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +53,81 @@ def test_missing_folder_counts_nothing_without_none(tmp_path: Path) -> None:
     info = raw_info(tmp_path / "not-yet")
     assert info["files"] == {} and info["movies"] == 0 and info["size"] == 0
     assert None not in info.values()  # EMhub stores events in Redis, which refuses None
+
+
+def _file(path: Path, size: int, mtime: float | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def _age_dirs(root: Path, mtime: float) -> None:
+    """Folders last modified long ago, as in a long session (so only real changes re-list)."""
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(folder, (mtime, mtime))
+
+
+def _epu(raw: Path, squares: int, movies: int, old: float) -> None:
+    for g in range(squares):
+        data = raw / "Images-Disc1" / f"GridSquare_{g}" / "Data"
+        for m in range(movies):
+            stem = data / f"FoilHole_{g}_Data_{m}"
+            _file(Path(f"{stem}_fractions.tiff"), 100 + m, old + g * 60 + m)
+            _file(Path(f"{stem}.xml"), 10, old + g * 60 + m)
+        _file(data.parent / f"GridSquare_{g}.jpg", 7, old)  # ties on the time: path decides
+    _file(raw / ".transfer-ledger", 5, old)  # hidden: not counted
+
+
+def test_incremental_walk_equals_the_full_walk(tmp_path: Path) -> None:
+    from emotf.emhub.raw_walker import RawWalker
+
+    raw, old = tmp_path / "raw", time.time() - 7200
+    _epu(raw, 3, 4, old)
+    _age_dirs(raw, old)
+    walker = RawWalker()
+    assert walker.info(raw) == raw_info(raw)
+    data0 = raw / "Images-Disc1" / "GridSquare_0" / "Data"
+    _file(data0 / "FoilHole_0_Data_9_fractions.tiff", 55, old + 5)  # an old folder (rsync -t)
+    _file(raw / "Images-Disc1" / "GridSquare_7" / "Data" / "FoilHole_7_Data_0.eer", 9, None)
+    assert walker.info(raw) == raw_info(raw)
+    growing = raw / "Images-Disc1" / "GridSquare_1" / "Data" / "FoilHole_1_Data_8.eer"
+    _file(growing, 3, None)
+    _age_dirs(raw, old + 100)  # listed once more; from now its folder's mtime is unchanged
+    assert walker.info(raw) == raw_info(raw)
+    with growing.open("ab") as handle:
+        handle.write(b"y" * 1000)
+    assert walker.info(raw)["size"] == raw_info(raw)["size"]
+    assert walker.info(raw) == raw_info(raw)
+    (data0 / "FoilHole_0_Data_0.xml").unlink()
+    assert walker.info(raw) == raw_info(raw)
+    shutil.rmtree(raw / "Images-Disc1" / "GridSquare_2")
+    info = walker.info(raw)
+    assert info == raw_info(raw) and info["movies"] == 4 + 5 + 4 + 1 + 1 - 4
+
+
+def test_unchanged_folders_are_not_listed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emotf.emhub import raw_walker
+
+    raw, old = tmp_path / "raw", time.time() - 7200
+    _epu(raw, 4, 3, old)
+    _age_dirs(raw, old)
+    walker = raw_walker.RawWalker()
+    walker.info(raw)
+    listed: list[str] = []
+    real = os.scandir
+
+    def counting(path: Any) -> Any:
+        listed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(raw_walker.os, "scandir", counting)  # os.scandir everywhere
+    walker.info(raw)
+    assert listed == []  # nothing changed: no folder listed
+    data = raw / "Images-Disc1" / "GridSquare_3" / "Data"
+    _file(data / "FoilHole_3_Data_7_fractions.tiff", 4, None)
+    info = walker.info(raw)
+    assert listed == [str(data)]  # only the folder that changed
+    assert info == raw_info(raw)

@@ -15,7 +15,8 @@ from typing import Any
 from .client import EmhubError, Task
 from .extra import send_merged
 from .paths import MAX_PATH, within_roots
-from .raw_stats import raw_info, task_info
+from .raw_stats import task_info
+from .raw_walker import RawWalker
 from .session_common import StoppableTask, number_arg, read_session
 from .worker import Reporter, TaskError, Worker
 
@@ -52,9 +53,9 @@ class MonitorTask(StoppableTask):
     def run(self) -> dict[str, Any] | None:
         folder = raw_folder(read_session(self.worker, self.session_id), self.roots)
         log.info("session %s: monitoring %s", self.session_id, folder)
-        count = 0
+        count, walker = 0, RawWalker()  # re-walks only what changed (issue 18)
         while True:
-            info = raw_info(folder)
+            info = walker.info(folder)
             self._send(info)
             count += 1
             if self.repeat and count >= self.repeat:

@@ -55,12 +55,22 @@ class _Span:
     last: tuple[float, str] | None = None
 
     def add(self, path: str, mtime: float, size: int) -> None:
+        """Ties on the time are broken by the path, so the result does not depend on the
+        order of the walk (the stock worker keeps the first one it meets)."""
         self.count += 1
         self.size += size
-        if self.first is None or mtime < self.first[0]:
+        if self.first is None or (mtime, path) < self.first:
             self.first = (mtime, path)
-        if self.last is None or mtime > self.last[0]:
+        if self.last is None or (mtime, path) > self.last:
             self.last = (mtime, path)
+
+    def merge(self, other: _Span) -> None:
+        self.count += other.count
+        self.size += other.size
+        if other.first is not None and (self.first is None or other.first < self.first):
+            self.first = other.first
+        if other.last is not None and (self.last is None or other.last > self.last):
+            self.last = other.last
 
 
 @dataclass
@@ -78,11 +88,20 @@ class RawScan:
         if is_movie(os.path.basename(path)):
             self.movies.add(path, mtime, size)
 
+    def merge(self, other: RawScan) -> None:
+        """Add the files of another scan (of other files) to this one."""
+        for ext, entry in other.files.items():
+            mine = self.files.setdefault(ext, {"count": 0, "size": 0})
+            mine["count"] += entry["count"]
+            mine["size"] += entry["size"]
+        self.all.merge(other.all)
+        self.movies.merge(other.movies)
+
     def info(self) -> dict[str, Any]:
         """The ``extra.raw`` keys. Empty values are ``""`` (EMhub stores events in Redis,
         which refuses None)."""
         out: dict[str, Any] = {
-            "files": self.files,
+            "files": {ext: dict(self.files[ext]) for ext in sorted(self.files)},
             "files_total": self.all.count,
             "size": self.all.size,
             "sizeH": pretty_size(self.all.size),

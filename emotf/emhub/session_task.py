@@ -36,7 +36,8 @@ from .live_page import ensure_project_db
 from .monitor import MonitorTask
 from .outbox import Outbox
 from .paths import MAX_PATH, otf_paths, within_roots
-from .raw_stats import now_text, raw_info
+from .raw_stats import now_text
+from .raw_walker import RawWalker
 from .session_common import (
     StoppableTask,
     microscope_name,
@@ -124,6 +125,7 @@ class OtfTask(StoppableTask):
         self.raw_dir: Path | None = None
         self.out_dir: Path | None = None  # known once the paths are checked
         self._raw: tuple[float, dict[str, Any]] = (0.0, {})  # when extra.raw was computed
+        self._walker = RawWalker()  # re-walks only what changed (issue 18)
         self._sent: dict[str, Any] = {}  # the raw/otf sub-dicts last sent (extra.send_merged)
         self._last_sent: tuple[float, str] = (0.0, "")
         self.outbox = Outbox(
@@ -159,7 +161,7 @@ class OtfTask(StoppableTask):
             path = ((session.get("extra") or {}).get("raw") or {}).get("path")
             if isinstance(path, str) and path and len(path) <= MAX_PATH and "\x00" not in path:
                 folder = within_roots(path, roots, "raw data path")
-                if folder.is_dir() and raw_info(folder)["movies"] > 0:
+                if folder.is_dir() and self._walker.info(folder)["movies"] > 0:
                     return session
             if time.time() >= deadline or self.wait(poll):
                 return session
@@ -218,7 +220,7 @@ class OtfTask(StoppableTask):
             or not info
             or time.time() - when >= float(self.settings.get("report_interval", 30))
         ):
-            self._raw = (time.time(), raw_info(self.raw_dir))
+            self._raw = (time.time(), self._walker.info(self.raw_dir))
         return self._raw[1]
 
     def _extra(self, status: Status) -> dict[str, Any]:
