@@ -204,6 +204,7 @@ def main() -> int:
         print(f"  {run.seconds:.0f} s", flush=True)
         C.seed_profile(out, [])  # the no-op runs use the profile as shipped
         batches = sorted(p.stem for p in (out / "batches").glob("b*.json"))
+        first, last = batch_pace(out)
         n_files = sum(1 for _ in out.rglob("*"))
 
         print("no-op snakemake, whole folder ...", flush=True)
@@ -221,7 +222,6 @@ def main() -> int:
         C.check(probed, "probe")
         fig = json.loads(probed.output.strip().splitlines()[-1])
 
-    first, last = batch_pace(out)
     report.add("processing wall (emotf run --once)", run.seconds, "s",
                note=f"{len(batches)} batches, {n_files} files in the processing folder; "
                f"{fig['done']} movies done; profile {setup}")  # fmt: skip

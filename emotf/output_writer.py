@@ -14,9 +14,12 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+REPORT_SECONDS = 60.0
 
 
 def results_signature(out_dir: Path) -> tuple[int, int]:
@@ -29,7 +32,9 @@ def results_signature(out_dir: Path) -> tuple[int, int]:
 class OutputWriter:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = Path(out_dir)
-        self.written: tuple[int, int] = (-1, -1)
+        self.written: tuple[int, int] = (-1, -1)  # Results/ when the STAR files were updated
+        self.reported: tuple[int, int] = (-1, -1)  # ... and when the report was
+        self._report_time = -REPORT_SECONDS
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = self.out_dir / "logs" / "session_outputs.log"
 
@@ -46,21 +51,28 @@ class OutputWriter:
         return True
 
     def update(self, wait: bool = False) -> None:
-        """Start a rewrite if ``Results/`` changed since the last one (and none is running);
-        with ``wait``, finish any running rewrite, do the last one and wait for it."""
+        """Start an update if ``Results/`` changed since the last one (and none is running):
+        the STAR files at every change, the report at most every ``REPORT_SECONDS`` (the
+        page reloads itself every minute); with ``wait``, finish any running update, do the
+        last one, report included, and wait for it."""
         if not self._reap(wait):
             return
         signature = results_signature(self.out_dir)
-        if signature == self.written:
+        stale = signature != self.reported
+        report = stale and (wait or time.monotonic() - self._report_time >= REPORT_SECONDS)
+        if signature == self.written and not report:
             return
+        argv = [sys.executable, "-m", "emotf.outputs", *([] if report else ["--no-report"])]
         self._log.parent.mkdir(parents=True, exist_ok=True)
         with open(self._log, "ab") as handle:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "emotf.outputs", os.fspath(self.out_dir)],
+                [*argv, os.fspath(self.out_dir)],
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
             )
         self.written = signature
+        if report:
+            self.reported, self._report_time = signature, time.monotonic()
         if wait:
             self._reap(True)

@@ -1,0 +1,56 @@
+"""The worker's output child: STAR files at every change of Results/, the report at most every
+REPORT_SECONDS, and always in the last update of a session."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emotf import output_writer
+from emotf.output_writer import OutputWriter
+
+
+class Child:
+    """Stands in for the child process (what matters here is which argv it was given)."""
+
+    started: list[list[str]] = []
+
+    def __init__(self, argv: list[str], **_: Any) -> None:
+        Child.started.append(argv)
+
+    def poll(self) -> int:
+        return 0
+
+    def wait(self) -> int:
+        return 0
+
+
+def test_report_at_most_every_interval_and_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    Child.started = []
+    clock = [1000.0]
+    monkeypatch.setattr(output_writer.time, "monotonic", lambda: clock[0])
+    results = tmp_path / "Results"
+    results.mkdir()
+    writer = OutputWriter(tmp_path)
+
+    def batch(n: int) -> None:
+        (results / f"b{n:06d}.json").write_text("{}")
+        writer.update()
+
+    batch(1)  # first update: STARs and report
+    batch(2)  # 1 s later: STARs only
+    clock[0] += 1
+    batch(3)
+    writer.update()  # nothing changed: no child
+    clock[0] += output_writer.REPORT_SECONDS
+    writer.update()  # nothing new, but the report is stale and due
+    (results / "b000004.json").write_text("{}")
+    writer.update(wait=True)  # the last update of a session has the report
+    reports = ["--no-report" not in argv for argv in Child.started]
+    assert reports == [True, False, False, True, True]
