@@ -211,8 +211,8 @@ class OtfTask(StoppableTask):
     # -- reporting ---------------------------------------------------------------------------
     def _raw_info(self, final: bool) -> dict[str, Any]:
         """``extra.raw`` of the raw folder, walked at most every ``report_interval`` seconds
-        while the session runs (a walk stats every file: slow on NFS for big sessions),
-        and once more at the end."""
+        while the session runs (re-walking only the folders that changed and the files
+        still being written), and once more at the end."""
         assert self.raw_dir is not None
         when, info = self._raw
         if (

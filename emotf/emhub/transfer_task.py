@@ -28,7 +28,8 @@ from typing import Any
 from .client import EmhubError, Task
 from .extra import send_merged
 from .paths import MAX_PATH, within_roots
-from .raw_stats import pretty_size, raw_info
+from .raw_stats import pretty_size
+from .raw_walker import RawWalker
 from .session_common import (
     StoppableTask,
     microscope_name,
@@ -71,6 +72,7 @@ class TransferTask(StoppableTask):
     def __init__(self, worker: Worker, task: Task, session_id: int, report: Reporter) -> None:
         super().__init__(worker, task)
         self.session_id, self.report = session_id, report
+        self._walker = RawWalker()  # each pass re-walks only the folders that changed
         self.conf: dict[str, Any] = dict(worker.settings.get("transfer") or {})
         otf = worker.settings.get("otf") or {}
         self.raw_roots = list(otf.get("raw_roots", []))
@@ -118,7 +120,7 @@ class TransferTask(StoppableTask):
 
     # -- reporting -----------------------------------------------------------------------
     def _update_raw(self, source: Path, dest: Path) -> dict[str, Any]:
-        info = raw_info(dest)
+        info = self._walker.info(dest)
         try:
             send_merged(self.worker, self.session_id,
                         {"raw": {**info, "path": str(dest), "frames": str(source)}})  # fmt: skip
