@@ -73,7 +73,7 @@ def test_ctffind_format_files_round_trip(tmp_path: Path) -> None:
         assert diag.data.ndim == 3
 
 
-def test_uncertainty_from_disjoint_tiles_grows_with_noise() -> None:
+def test_uncertainty_grows_with_noise() -> None:
     rng = np.random.default_rng(3)
     truth = Aberrations.astigmatic(15000, 600, 30, voltage_kv=300.0, cs_mm=2.7)
     phase = rng.normal(0.0, 0.07, (1024, 1024))
