@@ -276,7 +276,7 @@ def simulate(session: Path, n_movies: int, size: int, frames: int, seed: int) ->
 
 
 def results(out: Path) -> list[dict[str, Any]]:
-    from emotf.progress import ProgressReader
+    from emotf.session.progress import ProgressReader
 
     return ProgressReader(out).results()
 

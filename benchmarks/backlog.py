@@ -39,8 +39,8 @@ DEFAULT_BATCHES_PER_RUN = -1  # the OtfOptions default
 
 def prepare_backlog(root: Path, name: str, n_batches: int, batch_size: int) -> Path:
     """A processing folder with ``n_batches`` batches cut and none processed."""
-    from emotf.otf import OtfOptions, OtfSession
     from emotf.project import prepare_folder
+    from emotf.session.otf import OtfOptions, OtfSession
 
     session, out = root / f"{name}_raw", root / f"{name}_OTF"
     R.write_tiny_session(session, n_batches * batch_size)
@@ -59,7 +59,7 @@ def prepare_backlog(root: Path, name: str, n_batches: int, batch_size: int) -> P
 def drive(out: Path, batches_per_run: int, poll: float) -> int:
     """The restarted session loop (in its own process); SIGTERM stops it."""
     from emotf.config import read_config
-    from emotf.otf import OtfOptions, OtfSession
+    from emotf.session.otf import OtfOptions, OtfSession
 
     options = OtfOptions(once=True, poll_interval=poll)
     if batches_per_run != DEFAULT_BATCHES_PER_RUN:
@@ -151,7 +151,7 @@ def main() -> int:
     args = p.parse_args()
     if args.drive:
         return drive(Path(args.drive), args.batches_per_run, args.poll)
-    from emotf.otf import OtfOptions
+    from emotf.session.otf import OtfOptions
 
     shipped = OtfOptions().batches_per_run
     report = C.Report(f"Backlog ({args.backlog} batches of {args.batch_size} tiny movies, "

@@ -52,8 +52,8 @@ def write_layout(session: Path, n_movies: int, per_square: int) -> None:
 
 def hand_out(out: Path, session: Path, batch_size: int) -> None:
     """A processing folder whose manifests hold every movie (a finished session)."""
-    from emotf.batches import MovieEntry, write_manifest
     from emotf.project import prepare_folder
+    from emotf.session.batches import MovieEntry, write_manifest
 
     prepare_folder(out, session, {"batches": {"size": batch_size, "settle_seconds": 0,
                                               "tail_seconds": 0}})  # fmt: skip
@@ -77,7 +77,7 @@ def hand_out(out: Path, session: Path, batch_size: int) -> None:
 def probe(out: Path) -> int:
     """In a fresh process: open an OtfSession, time its first feeder scan, print JSON."""
     from emotf.config import read_config
-    from emotf.otf import OtfOptions, OtfSession
+    from emotf.session.otf import OtfOptions, OtfSession
 
     t = time.perf_counter()
     session = OtfSession(out, read_config(out / "config.yaml"), OtfOptions(once=True))

@@ -44,7 +44,7 @@ import _common as C
 import psutil
 import yaml
 
-from emotf.batches import list_batches, manifest_path, read_manifest
+from emotf.session.batches import list_batches, manifest_path, read_manifest
 from emotf.sim.epu_writer import write_growing
 
 TARGET_RE = re.compile(r"^Results/(b\d{6})\.json$")

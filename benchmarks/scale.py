@@ -77,8 +77,8 @@ def probe(out: Path) -> int:
     import psutil
 
     from emotf.config import read_config
-    from emotf.otf import OtfOptions, OtfSession
-    from emotf.progress import ProgressReader
+    from emotf.session.otf import OtfOptions, OtfSession
+    from emotf.session.progress import ProgressReader
 
     me = psutil.Process()
     figures: dict[str, float] = {"rss_start": me.memory_info().rss / MB}
@@ -99,8 +99,8 @@ def probe(out: Path) -> int:
     status = session.status()
     figures["status_warm_s"] = time.perf_counter() - t
     # what the EMhub worker adds at every progress event: statistics and latency figures
-    from emotf.ledger import figures as ledger_figures
-    from emotf.stats import session_stats
+    from emotf.session.ledger import figures as ledger_figures
+    from emotf.views.stats import session_stats
 
     t = time.perf_counter()
     snap = status.snapshot or snap
@@ -115,7 +115,7 @@ def probe(out: Path) -> int:
     # side by side, after the RSS figures: a cold scan without the session index (a folder
     # of an older version), and a read of every full record (what each STAR/report rewrite
     # did before they were kept incrementally)
-    from emotf.session_index import SessionIndex
+    from emotf.session.session_index import SessionIndex
 
     t = time.perf_counter()
     bare = ProgressReader(out)
@@ -211,7 +211,7 @@ def main() -> int:
         full = C.measure([sys.executable, "-m", "snakemake"], cwd=out)
         C.check(full, "no-op snakemake")
         noop_ok = "Nothing to be done" in full.output
-        from emotf.runner import snakemake_argv
+        from emotf.session.runner import snakemake_argv
 
         print("no-op snakemake, last batch target (as emotf run does) ...", flush=True)
         one = C.measure(snakemake_argv([f"Results/{batches[-1]}.json"], None), cwd=out)

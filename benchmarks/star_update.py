@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emotf.batches import MovieEntry, write_manifest
 from emotf.config import Config, build_config, write_config
 from emotf.fsutil import atomic_write_json
 from emotf.pipeline import builtin_pipeline
+from emotf.session.batches import MovieEntry, write_manifest
 from emotf.steps.results import summary_text
 from emotf.views.session_stars import update_session_stars
 

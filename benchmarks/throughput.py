@@ -45,8 +45,8 @@ def copy_movies(session: Path, truth: Any, total: int) -> None:
 
 def run_batch(session: Path, out: Path, config: dict[str, Any]) -> dict[str, float]:
     """Run the four steps on one batch of every movie of ``session``; seconds per step."""
-    from emotf.batches import MovieEntry, write_manifest
     from emotf.config import build_config, deep_merge
+    from emotf.session.batches import MovieEntry, write_manifest
     from emotf.steps import ctf, importer, motioncor, picking
     from emotf.steps.base import StepContext
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError
-from .folder_lock import FolderBusy
-from .otf import FolderNotWritable, OtfOptions, OtfSession, Status
 from .project import prepare_folder
+from .session.folder_lock import FolderBusy
+from .session.otf import FolderNotWritable, OtfOptions, OtfSession, Status
 from .trust import TrustPolicy, UntrustedFolder
 
 log = logging.getLogger("emotf")
@@ -194,10 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .emhub.cli import register as register_worker
     from .profiles_cli import register as register_profiles
-    from .retry import register as register_retry
+    from .session.retry import register as register_retry
     from .sim.cli import register as register_simulate
-    from .status_cli import register as register_status
     from .steps.foreach import register as register_step
+    from .views.status_cli import register as register_status
 
     register_simulate(sub)
     register_worker(sub)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .evaluate import evaluate, summarise
-from .otf import OtfOptions, Status
-from .progress import ProgressReader
+from .session.otf import OtfOptions, Status
+from .session.progress import ProgressReader
 
 REQUIRED_PROGRAMS = ("relion_run_motioncorr", "relion_autopick")
 

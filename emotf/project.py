@@ -25,8 +25,8 @@ from .config import (
     read_config,
     write_config,
 )
-from .folder_lock import claim
 from .resources import profiles_dir, workflow_dir
+from .session.folder_lock import claim
 from .trust import TrustPolicy, check_folder
 
 log = logging.getLogger(__name__)

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from emotf.batches import MovieEntry, write_manifest
 from emotf.curation import curate
 from emotf.fsutil import atomic_write_json
-from emotf.ledger import figures, ledger
 from emotf.pipeline import builtin_pipeline
-from emotf.progress import ProgressReader
-from emotf.session_index import INDEX
-from emotf.stats import session_stats
+from emotf.session.batches import MovieEntry, write_manifest
+from emotf.session.ledger import figures, ledger
+from emotf.session.progress import ProgressReader
+from emotf.session.session_index import INDEX
 from emotf.steps import results
+from emotf.views.stats import session_stats
 
 LIMITS = {"max_ctf_resolution": 6.0, "max_motion_total": 30.0, "min_particles": 5}
 STEPS = builtin_pipeline().names
@@ -162,7 +162,7 @@ def test_restart_reads_the_index_not_the_summaries(
     session(tmp_path, 10, 20)
     expected = snapshot_view(ProgressReader(tmp_path))  # fills the index
     assert (tmp_path / INDEX).is_file()
-    import emotf.progress as progress
+    import emotf.session.progress as progress
 
     reads: list[str] = []
     real = progress.read_json

@@ -24,7 +24,7 @@ import yaml
 
 from emotf.cli import run_session
 from emotf.demo import demo_config
-from emotf.otf import OtfOptions
+from emotf.session.otf import OtfOptions
 from emotf.sim import SimParams, simulate_session
 
 HERE = Path(__file__).parent
@@ -63,9 +63,9 @@ def snakemake(folder: Path, *args: str, env: dict | None = None) -> subprocess.C
 def test_dry_run_from_the_folder_with_each_profile(tmp_path: Path, profile: str | None) -> None:
     session, config = small_session(tmp_path)
     out = tmp_path / "otf"
-    from emotf.batches import write_manifest
-    from emotf.feeder import MovieScanner
     from emotf.project import prepare_folder
+    from emotf.session.batches import write_manifest
+    from emotf.session.feeder import MovieScanner
 
     conf = prepare_folder(out, session, config)
     write_manifest(out, MovieScanner(session, conf["movie_globs"], 0, set()).scan(), 1)
@@ -244,10 +244,10 @@ def test_lsf_profile_against_recording_bsub(
 
 @pytest.mark.parametrize("name", ["slurm", "lsf"])
 def test_bare_profile_name_after_install(tmp_path: Path, name: str) -> None:
-    from emotf.batches import write_manifest
-    from emotf.feeder import MovieScanner
     from emotf.profiles_cli import install, user_profile_dir
     from emotf.project import prepare_folder
+    from emotf.session.batches import write_manifest
+    from emotf.session.feeder import MovieScanner
 
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
     os.environ["XDG_CONFIG_HOME"] = env["XDG_CONFIG_HOME"]

@@ -41,7 +41,7 @@ from workerproc import (
     wait_for,
 )
 
-from emotf.runner import SnakemakeRun, live_snakemake
+from emotf.session.runner import SnakemakeRun, live_snakemake
 from emotf.sim import SimParams
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,10 +330,10 @@ def test_worker_and_snakemake_kill9_orphaned_slurm_jobs_not_run_twice(
 # -- a Snakemake that does not react to signals ------------------------------------------------
 def stuck_run(out: Path, profile: str) -> SnakemakeRun:
     """A SnakemakeRun on two batches of ``out``, started."""
-    from emotf.batches import write_manifest
     from emotf.demo import demo_config
-    from emotf.feeder import MovieScanner
     from emotf.project import prepare_folder
+    from emotf.session.batches import write_manifest
+    from emotf.session.feeder import MovieScanner
     from emotf.sim import simulate_session
 
     session = out.parent / "session"

@@ -1,4 +1,5 @@
-"""Curation rejects a CTF fit whose own (calibrated Cramér–Rao) uncertainty is too large (issue 15 item 5)."""
+"""Curation rejects a CTF fit whose own (calibrated Cramér–Rao) uncertainty is too large
+(issue 15 item 5)."""
 
 from __future__ import annotations
 

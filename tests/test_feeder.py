@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 
-from emotf.batches import ManifestError, list_batches, manifest_path, read_manifest, write_manifest
-from emotf.feeder import Batcher, MovieScanner
+from emotf.session.batches import (
+    ManifestError,
+    list_batches,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
+from emotf.session.feeder import Batcher, MovieScanner
 
 GLOBS = ["Images-Disc*/GridSquare_*/Data/*_fractions.tiff"]
 
@@ -149,7 +155,7 @@ def test_symlinked_movies_are_refused_with_a_reason(
     (data / "link_fractions.tiff").symlink_to(secret)
     (raw / "Images-Disc2").symlink_to(outside / "Images-Disc1")  # a symlinked folder
     scanner = MovieScanner(raw, GLOBS, settle_seconds=1, known=set())
-    with caplog.at_level("WARNING", logger="emotf.feeder"):
+    with caplog.at_level("WARNING", logger="emotf.session.feeder"):
         found = scanner.scan()
         assert scanner.scan() == []
     assert [m.key for m in found] == ["Images-Disc1/GridSquare_1/Data/real_fractions.tiff"]
@@ -167,8 +173,8 @@ def test_symlinked_movies_are_refused_with_a_reason(
 def test_a_session_never_batches_or_counts_a_symlinked_movie(tmp_path: Path) -> None:
     """Through OtfSession (no Snakemake run): the symlinked movie is in no manifest, not in
     the movie count or the raw statistics sent to EMhub, and a --once session still ends."""
-    from emotf.otf import OtfOptions, OtfSession
     from emotf.project import prepare_folder
+    from emotf.session.otf import OtfOptions, OtfSession
 
     raw, outside, out = tmp_path / "raw", tmp_path / "outside", tmp_path / "out"
     make_movie(raw, "real")

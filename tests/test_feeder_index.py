@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from emotf import batches, feeder_index
-from emotf.batches import KEYS_INDEX, Manifest, assigned_keys, manifest_path, write_manifest
-from emotf.feeder import FEEDER_INDEX, MovieScanner
 from emotf.fsutil import atomic_write_json
+from emotf.session import batches, feeder_index
+from emotf.session.batches import KEYS_INDEX, Manifest, assigned_keys, manifest_path, write_manifest
+from emotf.session.feeder import FEEDER_INDEX, MovieScanner
 
 GLOBS = [
     "Images-Disc*/GridSquare_*/Data/*_fractions.tiff",
@@ -339,8 +339,8 @@ def test_a_stale_or_broken_key_index_is_not_trusted(
 def test_an_opened_session_counts_every_movie_after_a_restart(tmp_path: Path) -> None:
     """Through OtfSession (no Snakemake run): the second session over the folder uses both
     indexes, batches nothing again and reports the raw statistics of a full scan."""
-    from emotf.otf import OtfOptions, OtfSession
     from emotf.project import prepare_folder
+    from emotf.session.otf import OtfOptions, OtfSession
 
     raw, out = tmp_path / "raw", tmp_path / "out"
     for n in range(5):

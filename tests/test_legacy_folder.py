@@ -18,7 +18,7 @@ import pytest
 from runs import emotf_run, emotf_status
 
 from emotf.demo import demo_config
-from emotf.progress import ProgressReader
+from emotf.session.progress import ProgressReader
 from emotf.sim import SimParams, simulate_session
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotf.batches import MovieEntry, write_manifest
 from emotf.config import build_config
 from emotf.evaluate import drift_rmse
 from emotf.fsutil import read_json
+from emotf.session.batches import MovieEntry, write_manifest
 from emotf.steps import importer, motioncor
 from emotf.steps.base import StepContext
 from emotf.steps.motioncor import _relion_argv

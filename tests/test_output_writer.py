@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from emotf import output_writer
-from emotf.output_writer import OutputWriter
+from emotf.views import output_writer
+from emotf.views.output_writer import OutputWriter
 
 
 class Child:

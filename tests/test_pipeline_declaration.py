@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from runs import write_step
 
-from emotf.batches import MovieEntry, write_manifest
 from emotf.pipeline import builtin_pipeline, load_pipeline
 from emotf.pipeline.declare import declarations
 from emotf.pipeline.legacy import LEGACY_1
-from emotf.progress import ProgressReader
 from emotf.resources import workflow_dir
+from emotf.session.batches import MovieEntry, write_manifest
+from emotf.session.progress import ProgressReader
 from emotf.steps import results
 from emotf.steps.base import StepContext
 

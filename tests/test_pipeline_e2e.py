@@ -19,9 +19,9 @@ import starfile
 from emotf.cli import run_session
 from emotf.demo import demo_config
 from emotf.evaluate import evaluate
-from emotf.otf import OtfOptions, Status
 from emotf.pipeline import builtin_pipeline
-from emotf.progress import ProgressReader
+from emotf.session.otf import OtfOptions, Status
+from emotf.session.progress import ProgressReader
 from emotf.sim import SimParams, simulate_session
 
 pytestmark = [
@@ -173,9 +173,9 @@ def test_streaming_session_with_growing_movies(tmp_path: Path) -> None:
 
 def test_statistics_and_curation_on_the_session(processed: tuple[Path, Path, Status]) -> None:
     from emotf.curation import curate
-    from emotf.ledger import figures, ledger
     from emotf.records import MotionResult
-    from emotf.stats import session_stats
+    from emotf.session.ledger import figures, ledger
+    from emotf.views.stats import session_stats
 
     session, out, _status = processed
     truth = json.loads((session / "ground_truth.json").read_text())
@@ -236,7 +236,7 @@ def test_report_renders_in_headless_chromium(
     processed: tuple[Path, Path, Status], tmp_path: Path
 ) -> None:
     from emotf.config import read_config
-    from emotf.report import write_report
+    from emotf.views.report import write_report
 
     _session, out, _status = processed
     page = write_report(out, read_config(out / "config.yaml"))
@@ -284,8 +284,8 @@ def test_report_renders_in_headless_chromium(
 
 
 def test_retry_failed_requeues_and_counts_each_movie_once(tmp_path: Path) -> None:
-    from emotf.ledger import ledger
-    from emotf.retry import retry_failed
+    from emotf.session.ledger import ledger
+    from emotf.session.retry import retry_failed
 
     session, out = tmp_path / "s", tmp_path / "s_OTF"
     params = SimParams(size=384, n_frames=8, gain=False, seed=9)

@@ -20,7 +20,7 @@ import yaml
 
 from emotf.demo import demo_config
 from emotf.evaluate import evaluate, summarise
-from emotf.progress import ProgressReader
+from emotf.session.progress import ProgressReader
 from emotf.sim import SimParams
 from emotf.sim.eer import simulate_eer_session
 

@@ -20,7 +20,7 @@ import yaml
 
 from emotf.demo import demo_config
 from emotf.evaluate import evaluate, summarise
-from emotf.progress import ProgressReader
+from emotf.session.progress import ProgressReader
 from emotf.sim import SimParams, simulate_session
 
 pytestmark = [

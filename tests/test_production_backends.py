@@ -18,8 +18,8 @@ import pytest
 import starfile
 
 from emotf.cli import run_session
-from emotf.otf import OtfOptions
-from emotf.progress import ProgressReader
+from emotf.session.otf import OtfOptions
+from emotf.session.progress import ProgressReader
 from emotf.sim import SimParams, simulate_session
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))

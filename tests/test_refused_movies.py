@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from emotf.otf import OtfOptions, OtfSession
 from emotf.project import prepare_folder
+from emotf.session.otf import OtfOptions, OtfSession
 
 
 def test_a_symlinked_movie_is_refused_counted_and_explained(tmp_path: Path) -> None:

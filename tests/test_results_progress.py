@@ -7,9 +7,9 @@ from pathlib import Path
 
 from runs import write_step
 
-from emotf.batches import MovieEntry, write_manifest
 from emotf.fsutil import atomic_write_json
-from emotf.progress import ProgressReader
+from emotf.session.batches import MovieEntry, write_manifest
+from emotf.session.progress import ProgressReader
 from emotf.steps import results
 from emotf.steps.base import StepContext
 

@@ -1,4 +1,4 @@
-"""The worker-wide Snakemake run slots (emotf/slots.py, issue 13 item 1): limit, cores per
+"""The worker-wide Snakemake run slots (emotf/session/slots.py, issue 13 item 1): limit, cores per
 run, round robin between sessions, stale requests. Pure bookkeeping: no process is run."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from emotf.slots import RunSlots, shared_slots, worker_slots
+from emotf.session.slots import RunSlots, shared_slots, worker_slots
 
 
 def test_a_session_alone_gets_every_slot_and_no_more() -> None:

@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emotf.batches import MovieEntry, write_manifest
 from emotf.config import build_config, write_config
 from emotf.fsutil import atomic_write_json
 from emotf.outputs import main as outputs_main
 from emotf.outputs import write_session_stars, write_session_stars_full
 from emotf.parsers.relion import read_star
-from emotf.retry import retry_failed
+from emotf.session.batches import MovieEntry, write_manifest
+from emotf.session.retry import retry_failed
 from emotf.steps.results import summary_text
 from emotf.views.journal import PAUSE
 

@@ -98,7 +98,7 @@ def test_stop_task_stops_the_run(emhub_server: EmhubServer, worker_factory: Fact
     assert emhub_server.get_session(sid)["extra"]["emotf"]["status"] == "stopped"
     out = emhub_server.otf_root / "stopme_OTF"
     time.sleep(3)
-    from emotf.runner import live_snakemake
+    from emotf.session.runner import live_snakemake
 
     assert live_snakemake(out) == []  # Snakemake was interrupted, not left running
 

@@ -37,7 +37,7 @@ from workerproc import (
     wait_for,
 )
 
-from emotf.runner import live_snakemake
+from emotf.session.runner import live_snakemake
 from emotf.sim import SimParams, simulate_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))

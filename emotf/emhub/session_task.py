@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, deep_merge
-from ..folder_lock import FolderBusy
-from ..ledger import figures
-from ..otf import FolderNotWritable, OtfOptions, OtfSession, Status
 from ..project import prepare_folder
-from ..slots import worker_slots
-from ..stats import session_stats
+from ..session.folder_lock import FolderBusy
+from ..session.ledger import figures
+from ..session.otf import FolderNotWritable, OtfOptions, OtfSession, Status
+from ..session.slots import worker_slots
 from ..trust import TrustPolicy, UntrustedFolder
+from ..views.stats import session_stats
 from .client import Task
 from .extra import send_merged
 from .live_page import ensure_project_db

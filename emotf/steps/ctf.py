@@ -18,7 +18,7 @@ from ..ctf.ctffind_format import estimate_file
 from ..ctf.model import Optics
 from ..parsers.ctffind import ice_ring_density, read_avrot, read_ctffind_txt
 from ..records import CtfResult, ParseError
-from ..star import write_micrographs_star
+from ..views.star import write_micrographs_star
 from .base import Record, StepContext, StepError, StepOutput, load_output, merged_ok, start_output
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..parsers.relion import read_star
-from ..star import write_micrographs_star
+from ..views.star import write_micrographs_star
 from .base import (
     Record,
     StepContext,

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..batches import read_manifest
 from ..epu import (
     EpuMetadata,
     MetadataError,
@@ -24,7 +23,8 @@ from ..epu import (
     parse_movie_xml,
 )
 from ..movies import MovieError, MovieInfo, probe_movie
-from ..star import write_movies_star
+from ..session.batches import read_manifest
+from ..views.star import write_movies_star
 from .base import StepContext, StepOutput, start_output
 
 log = logging.getLogger(__name__)

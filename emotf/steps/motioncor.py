@@ -15,7 +15,7 @@ from typing import Any
 from ..movies import aligned_frame_row, eer_grouping, motion_binning
 from ..parsers.relion import read_motion_star
 from ..records import MotionResult, ParseError
-from ..star import write_micrographs_star, write_movies_star
+from ..views.star import write_micrographs_star, write_movies_star
 from .base import (
     Record,
     StepContext,

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..parsers.relion import read_coordinates_star, write_coordinates_star
 from ..records import ParseError
-from ..star import write_coordinate_index, write_micrographs_star
+from ..views.star import write_coordinate_index, write_micrographs_star
 from .base import (
     Record,
     StepContext,

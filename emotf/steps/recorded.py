@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fsutil import read_json
-from ..star import write_micrographs_star, write_movies_star
+from ..views.star import write_micrographs_star, write_movies_star
 from . import ctf, motioncor, picking
 from .base import Record, StepContext, StepError, StepOutput
 

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..batches import read_manifest
 from ..fsutil import atomic_write_json, atomic_write_text
 from ..pipeline import Pipeline, Step, builtin_pipeline, load_pipeline
+from ..session.batches import read_manifest
 from .base import StepContext, StepOutput, load_output
 
 DROP = {"ok", "time", "reason"}

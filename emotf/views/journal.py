@@ -1,7 +1,7 @@
 """The journal of the session STAR files (``.emotf/star_parts/journal.json``) and what
 keeps it true across a killed writer: the lock, the announced appends and their repair.
 Which rows a ``retry-failed`` batch supersedes comes from the batch key index
-(:func:`emotf.batches.batch_keys`)."""
+(:func:`emotf.session.batches.batch_keys`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fsutil import atomic_write_json, read_json
-from ..made import MadeFiles
+from .made import MadeFiles
 
 log = logging.getLogger(__name__)
 

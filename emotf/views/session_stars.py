@@ -7,7 +7,7 @@ batches (:mod:`emotf.views.star_parts`), then per file either appends the new pa
 group or column, and no row of theirs or of the file has been superseded) or reassembles it
 from all parts (temporary file + ``os.replace``). An append is announced in the journal
 first, so one cut short by a kill is undone (the file truncated to its recorded length) at
-the next update. A file emotf did not write is never touched (:class:`emotf.made.MadeFiles`).
+the next update. A file emotf did not write is never touched (:class:`emotf.views.made.MadeFiles`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..batches import BATCH_RE, Owners, batch_keys, list_batches
 from ..config import Config
 from ..fsutil import publish
-from ..made import MadeFiles
 from ..pipeline import load_pipeline
+from ..session.batches import BATCH_RE, Owners, batch_keys, list_batches
 from . import journal as jn
 from .assemble import Layout, head, plan, write_rows
+from .made import MadeFiles
 from .star_parts import (
     TableSpec,
     build_part,

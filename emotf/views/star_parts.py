@@ -24,7 +24,7 @@ from ..curation import curate
 from ..fsutil import atomic_write_text, read_json
 from ..pipeline import Pipeline, SessionStar, upgrade_record
 from ..pipeline.snake import ACCEPTED_STAR, accepted_table
-from ..star import optics_key, star_columns
+from .star import optics_key, star_columns
 from .star_text import cell, read_loops, unquote, value_of
 
 VERSION = 2

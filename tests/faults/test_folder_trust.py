@@ -21,9 +21,9 @@ from runs import emotf_run, finished_line
 
 from emotf.config import ConfigError
 from emotf.demo import demo_config
-from emotf.folder_lock import FolderBusy, FolderLock
 from emotf.project import prepare_folder
-from emotf.runner import live_snakemake
+from emotf.session.folder_lock import FolderBusy, FolderLock
+from emotf.session.runner import live_snakemake
 from emotf.sim import SimParams, simulate_session
 
 NEEDS_RELION = pytest.mark.skipif(

@@ -41,7 +41,7 @@ from workerproc import (
 )
 
 from emotf.epu import movie_xml_path
-from emotf.runner import live_snakemake
+from emotf.session.runner import live_snakemake
 from emotf.sim import SimParams
 from emotf.sim.epu_writer import write_growing
 from emotf.sim.session import SessionSimulator

@@ -39,10 +39,10 @@ from workerproc import (
 )
 
 from emotf.epu import movie_xml_path
-from emotf.progress import ProgressReader
-from emotf.runner import live_snakemake
+from emotf.session.progress import ProgressReader
+from emotf.session.runner import live_snakemake
 from emotf.sim import SimParams, simulate_session
-from emotf.stats import session_stats
+from emotf.views.stats import session_stats
 
 pytestmark = [pytest.mark.slow, NEEDS_RELION]
 

@@ -6,7 +6,7 @@ float per movie), the ledger's times (found, done, per-step latency), state, cur
 note counts, per-GridSquare sums, the failures and the few most recent micrographs. Parts are
 combined by concatenation and counting, so a statistic, a percentile or a histogram of the
 whole session costs the size of its numbers, never a walk over every movie's record; and a
-part is small enough to be kept in the session index (:mod:`emotf.session_index`).
+part is small enough to be kept in the session index (:mod:`emotf.session.session_index`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .curation import rejection_reasons
-from .epu import grid_square_of
+from ..curation import rejection_reasons
+from ..epu import grid_square_of
 
 if TYPE_CHECKING:
+    from ..pipeline import Pipeline
     from .ledger import LedgerRow
-    from .pipeline import Pipeline
 
 RECENT = 6  # most recent done micrographs a part keeps (the report shows 6)
 Floats = np.ndarray[Any, np.dtype[np.float64]]

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsutil import atomic_write_star
-from .pipeline import Pipeline, SessionStar, builtin_pipeline
+from ..fsutil import atomic_write_star
+from ..pipeline import Pipeline, SessionStar, builtin_pipeline
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .fsutil import read_json
+from ..fsutil import read_json
 
 
 class JsonCache:

@@ -1,11 +1,12 @@
 """The session index: one compact line per finished batch, so the first scan after a restart
 reads one small file instead of every batch's summary.
 
-``.emotf/index.jsonl`` holds, per finished batch, what :class:`emotf.progress.ProgressReader`
-computed from its summary: its counts and its :class:`~emotf.aggregate.Part` (which batch
-holds which movie is the batch key index's, :func:`emotf.batches.batch_keys`), with what
-the entry was computed from (the summary file's mtime and size, the movies a later batch
-took over, the pipeline and the curation limits).
+``.emotf/index.jsonl`` holds, per finished batch, what
+:class:`emotf.session.progress.ProgressReader` computed from its summary: its counts and its
+:class:`~emotf.session.aggregate.Part` (which batch holds which movie is the batch key
+index's, :func:`emotf.session.batches.batch_keys`), with what the entry was computed from
+(the summary file's mtime and size, the movies a later batch took over, the pipeline and
+the curation limits).
 An entry is used only while all of these still hold; otherwise the summary is read again and a
 new line appended (the last valid line of a batch wins). The file is derived data: a line cut
 short by a crash, or a lost or damaged file, only costs the time of reading the summaries.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_text
+from ..fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ to the pipeline), each step's per-batch JSON while a batch runs, and the per-bat
 output says ok for it, before and after its batch finishes, so counts never go down.
 
 :meth:`ProgressReader.snapshot` is the one read model of a session: counts and the
-session's combined :class:`~emotf.aggregate.Part` (statistics' values, ledger times,
+session's combined :class:`~emotf.session.aggregate.Part` (statistics' values, ledger times,
 curation, notes, failures, recent micrographs), built in one pass; the worker, EMhub events,
 ``emotf status`` and the report all use it. A finished batch is read once: what it adds is
 kept per batch (and in the session index, for the first scan after a restart), so a scan
@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fsutil import read_json
+from ..pipeline import Pipeline, load_pipeline, upgrade_record
+from ..steps.results import summarize
 from . import aggregate as agg
 from .batches import ManifestError, Owners, batch_keys, list_batches
-from .fsutil import read_json
 from .json_cache import JsonCache
 from .ledger import LedgerRow, row_of_record, row_of_steps
-from .pipeline import Pipeline, load_pipeline, upgrade_record
 from .progress_parts import Counts, FinishedPart, finished_part, group_reason
 from .session_index import Basis, SessionIndex, signature
-from .steps.results import summarize
 
 __all__ = ["Counts", "ProgressReader", "Snapshot", "group_reason"]
 
@@ -248,7 +248,7 @@ def _rules_mark(out_dir: Path, config: dict[str, Any]) -> list[tuple[str, int]]:
     """What decides the folder's pipeline: its rule files and the last parse's record."""
     import os
 
-    from .pipeline.load import STATE, rule_dirs_of, rule_files
+    from ..pipeline.load import STATE, rule_dirs_of, rule_files
 
     paths = [*rule_files(out_dir / "workflow", rule_dirs_of(config)), out_dir / STATE]
     mark = []

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_json, atomic_write_text, read_json
+from ..fsutil import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +221,7 @@ class Owners:
         self.held: Counter[str] = Counter()  # key -> batches holding it
         self._superseded: dict[str, frozenset[str]] = {}
 
-    def update(
-        self, batches: list[str], load: Callable[[list[str]], dict[str, list[str]]]
-    ) -> None:
+    def update(self, batches: list[str], load: Callable[[list[str]], dict[str, list[str]]]) -> None:
         """Follow ``batches`` (the folder's batch list, in order); ``load`` gives the keys of
         the batches not seen before. A batch whose keys cannot be read yet is retried."""
         if batches[: len(self.batches)] != self.batches:

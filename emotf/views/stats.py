@@ -1,4 +1,4 @@
-"""Session statistics from a session's combined :class:`~emotf.aggregate.Part`: one
+"""Session statistics from a session's combined :class:`~emotf.session.aggregate.Part`: one
 summary per field the pipeline declares with ``stat`` (drift, defocus, CTF resolution,
 particles, any added step's metric) and a histogram per field declared with ``histogram``."""
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .aggregate import Part, of_records
-from .pipeline import Pipeline, builtin_pipeline
+from ..pipeline import Pipeline, builtin_pipeline
+from ..session.aggregate import Part, of_records
 
 
 def summary(values: Sequence[float] | np.ndarray[Any, Any]) -> dict[str, float] | None:

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..trust import TrustPolicy, check_folder
 from .cluster_jobs import cancel_folder_jobs
-from .trust import TrustPolicy, check_folder
 
 log = logging.getLogger(__name__)
 

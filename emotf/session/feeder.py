@@ -4,8 +4,9 @@
   when it is complete: unmodified for ``settle_seconds`` and the same size as at the last scan.
   A movie that is a symlink, or whose real path leaves the session folder, is never batched:
   it is logged once and kept in ``MovieScanner.refused`` (key -> reason). Folder listings
-  are reused while a folder is unchanged and kept across restarts (:mod:`emotf.feeder_index`),
-  so a restart lists and stats only the folders that changed.
+  are reused while a folder is unchanged and kept across restarts
+  (:mod:`emotf.session.feeder_index`), so a restart lists and stats only the folders that
+  changed.
 * :class:`Batcher` groups complete movies into manifests of ``size`` movies, or fewer when the
   oldest waiting movie has waited ``tail_seconds`` (or when flushing at the end).
 """
@@ -46,7 +47,7 @@ class MovieScanner:
 
     ``index``: the feeder index file (``out_dir / FEEDER_INDEX``): folder listings and the
     sizes of handed-out movies kept across restarts, so the first scan after a restart lists
-    and stats only the folders that changed (see :mod:`emotf.feeder_index`)."""
+    and stats only the folders that changed (see :mod:`emotf.session.feeder_index`)."""
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 Counts, curation, throughput over time, defocus / CTF resolution / drift histograms, a
 per-GridSquare table, failures, and thumbnails of the most recent micrographs with their
 picks drawn and their power spectra. Rewritten as batches finish; the page reloads itself.
-Everything comes from the session's combined part (:mod:`emotf.aggregate`): the cost of a
+Everything comes from the session's combined part (:mod:`emotf.session.aggregate`): the cost of a
 rewrite does not grow with the number of movies, except for its per-GridSquare rows.
 """
 
@@ -25,13 +25,13 @@ import mrcfile  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from .aggregate import Part  # noqa: E402
-from .config import Config  # noqa: E402
-from .fsutil import atomic_write_text, read_json  # noqa: E402
-from .ledger import figures, latency_key  # noqa: E402
+from ..config import Config  # noqa: E402
+from ..fsutil import atomic_write_text, read_json  # noqa: E402
+from ..parsers.relion import read_coordinates_star  # noqa: E402
+from ..session.aggregate import Part  # noqa: E402
+from ..session.ledger import figures, latency_key  # noqa: E402
+from ..session.progress import ProgressReader, Snapshot  # noqa: E402
 from .made import MadeFiles  # noqa: E402
-from .parsers.relion import read_coordinates_star  # noqa: E402
-from .progress import ProgressReader, Snapshot  # noqa: E402
 
 log = logging.getLogger(__name__)
 

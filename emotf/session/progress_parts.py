@@ -1,4 +1,4 @@
-"""The pieces of :class:`emotf.progress.ProgressReader`'s read model: session counts, what
+"""The pieces of :class:`emotf.session.progress.ProgressReader`'s read model: session counts, what
 one finished batch adds to them, and which batch holds which movie."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..pipeline import Pipeline
 from . import aggregate as agg
-from .pipeline import Pipeline
 from .session_index import Basis
 
 

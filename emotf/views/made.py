@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from .fsutil import atomic_write_json
+from ..fsutil import atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_json
+from ..fsutil import atomic_write_json
 
 LOCK = Path(".emotf") / "lock"
 OWNER = Path(".emotf") / "owner.json"

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .config import read_folder_config
-from .ledger import figures, latency_key
-from .progress import ProgressReader
+from ..config import read_folder_config
+from ..session.ledger import figures, latency_key
+from ..session.progress import ProgressReader
 
 BAR = 30
 

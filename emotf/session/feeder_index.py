@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_text
+from ..fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 

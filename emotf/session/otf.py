@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import Config
+from ..fsutil import atomic_write_json, read_json
+from ..pipeline.load import rule_dirs_of
+from ..trust import TrustPolicy
+from ..views.output_writer import OutputWriter
 from .batches import list_batches
-from .config import Config
 from .feeder import FEEDER_INDEX, Batcher, MovieScanner
 from .folder_lock import FolderLock
-from .fsutil import atomic_write_json, read_json
-from .output_writer import OutputWriter
-from .pipeline.load import rule_dirs_of
 from .progress import ProgressReader, Snapshot
 from .runner import SnakemakeRun, live_snakemake, lock_failure, unlock
 from .slots import RunSlots
-from .trust import TrustPolicy
 
 log = logging.getLogger(__name__)
 

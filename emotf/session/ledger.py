@@ -4,7 +4,7 @@ Each movie handed to the pipeline has one row: its state (``queued``, then the c
 of the last step it succeeded at while its batch runs, then ``done`` or ``failed``), its
 failure reason, and a timestamp per step. Session figures come from the rows: throughput
 (movies/hour found and done), latency from "found" to each step (p50/p95), particles.
-Rows are built by :meth:`emotf.progress.ProgressReader.snapshot`.
+Rows are built by :meth:`emotf.session.progress.ProgressReader.snapshot`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from .aggregate import Part, of_rows
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
 
 @dataclass
@@ -70,7 +70,8 @@ def row_of_steps(
 
 def ledger(out_dir: Path) -> list[LedgerRow]:
     """Every batched movie's row, read from the whole folder (for tools and tests: the worker
-    keeps its figures in :class:`~emotf.aggregate.Part` form, see ProgressReader.snapshot)."""
+    keeps its figures in :class:`~emotf.session.aggregate.Part` form, see
+    ProgressReader.snapshot)."""
     from .progress import ProgressReader
 
     return ProgressReader(out_dir).rows()
