@@ -141,7 +141,7 @@ def test_files_emotf_did_not_make_are_never_replaced(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert user_file.read_text() == "a file a person put here\n" and not user_file.is_symlink()
     assert star.read_text() == "data_\nmy own table\n"
-    assert (out / "micrographs.star").read_text().startswith("# Created by the starfile")
+    assert (out / "micrographs.star").read_text().startswith("# Created by emotf")
     last = finished_line(proc.stdout)
     assert "done 1" in last and "failed 1" in last, last
     assert "failed x1: import: Movies/" in proc.stdout
