@@ -86,8 +86,12 @@ def probe(out: Path) -> int:
     complete = session.scanner.scan()
     scanned = time.perf_counter() - t
     stats = session.raw_stats()
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"open_s": opened, "scan_s": scanned, "new": len(complete),
-                      "movies": stats["movies"], "known": len(session.scanner.known)}))  # fmt: skip
+                      "movies": stats["movies"], "known": len(session.scanner.known),
+                      "peak_rss_mb": peak}))  # fmt: skip
     return 0
 
 
@@ -129,6 +133,7 @@ def measure(root: Path, n_movies: int, args: Any, report: C.Report) -> None:
         note = f"{fig['movies']} movies counted, {fig['new']} new"
         report.add(f"{n}: first scan ({label})", fig["scan_s"], "s", goal=2, note=note)
         report.add(f"{n}: OtfSession open ({label})", fig["open_s"], "s")
+        report.add(f"{n}: peak RSS of the restarted process ({label})", fig["peak_rss_mb"], "MB")
     assert grown["new"] == 2 and grown["movies"] == n_movies + 2, grown
     shutil.rmtree(session)
     shutil.rmtree(out)
