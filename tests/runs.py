@@ -6,9 +6,27 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emotf.fsutil import atomic_write_json
+
+if TYPE_CHECKING:
+    import pytest
+
+
+def scandir_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The folders listed with ``os.scandir`` from now on (in every module: ``os`` is one)."""
+    import os
+
+    calls: list[str] = []
+    real = os.scandir
+
+    def counting(path: Any) -> Any:
+        calls.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    return calls
 
 
 def emotf(*args: str, timeout: float = 900, **kwargs: Any) -> subprocess.CompletedProcess[str]:

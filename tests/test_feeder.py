@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from runs import scandir_calls
 
 from emotf.session.batches import (
     ManifestError,
@@ -114,14 +114,7 @@ def test_unchanged_folders_are_not_listed_again(
     data.mkdir(parents=True)
     (data / "a_fractions.tiff").write_bytes(b"x")
     scanner = MovieScanner(tmp_path, GLOBS, settle_seconds=0, known=set())
-    listed: list[str] = []
-    real_scandir = os.scandir
-
-    def counting_scandir(path: Any) -> Any:
-        listed.append(os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", counting_scandir)
+    listed = scandir_calls(monkeypatch)
     later = time.time() + 60  # the folder's last change is well in the past
     assert [m.key for m in scanner.scan(later)] == [
         "Images-Disc1/GridSquare_1/Data/a_fractions.tiff"

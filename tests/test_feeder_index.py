@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runs import scandir_calls
 
 from emotf.fsutil import atomic_write_json
 from emotf.session import batches, feeder_index
@@ -55,19 +56,6 @@ def scanner(raw: Path, out: Path, index: bool = True) -> MovieScanner:
     """The feeder as OtfSession builds it after a (re)start."""
     return MovieScanner(raw, GLOBS, settle_seconds=5, known=assigned_keys(out),
                         index=out / FEEDER_INDEX if index else None)  # fmt: skip
-
-
-def listed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Folders listed with os.scandir from now on."""
-    calls: list[str] = []
-    real = os.scandir
-
-    def counting(path: Any) -> Any:
-        calls.append(os.fspath(path))
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", counting)
-    return calls
 
 
 @pytest.fixture(autouse=True)
@@ -121,7 +109,7 @@ def test_restart_lists_only_changed_folders(
     raw, out = tmp_path / "raw", tmp_path / "out"
     keys = first_session(raw, out)
     new = later_changes(raw)
-    calls = listed(monkeypatch)
+    calls = scandir_calls(monkeypatch)
     stats = stat_calls(monkeypatch)
     again = scanner(raw, out)
     assert sorted(m.key for m in again.scan()) == sorted(new.values())
@@ -207,7 +195,7 @@ def test_a_lost_or_damaged_index_costs_only_a_full_scan(
     keys = first_session(raw, out)
     new = later_changes(raw)
     damage(out / FEEDER_INDEX)
-    calls = listed(monkeypatch)
+    calls = scandir_calls(monkeypatch)
     again = scanner(raw, out)
     assert sorted(m.key for m in again.scan()) == sorted(new.values())
     assert os.fspath(data_dir(raw, 3)) in calls  # a full scan

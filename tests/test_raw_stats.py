@@ -9,9 +9,9 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from runs import scandir_calls
 
 from emotf.emhub.raw_stats import pretty_size, raw_info
 from emotf.sim import SimParams, simulate_session
@@ -116,14 +116,7 @@ def test_unchanged_folders_are_not_listed_again(
     _age_dirs(raw, old)
     walker = raw_walker.RawWalker()
     walker.info(raw)
-    listed: list[str] = []
-    real = os.scandir
-
-    def counting(path: Any) -> Any:
-        listed.append(str(path))
-        return real(path)
-
-    monkeypatch.setattr(raw_walker.os, "scandir", counting)  # os.scandir everywhere
+    listed = scandir_calls(monkeypatch)
     walker.info(raw)
     assert listed == []  # nothing changed: no folder listed
     data = raw / "Images-Disc1" / "GridSquare_3" / "Data"
