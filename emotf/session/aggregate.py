@@ -68,10 +68,6 @@ class Part:
     recent: list[tuple[float, str, str]] = field(default_factory=list)  # newest done movies:
     # (time of their last step, batch, key), for the report's thumbnails
 
-    @property
-    def movies(self) -> int:
-        return int(self.found.size)
-
 
 def last_time(record: dict[str, Any]) -> float:
     times = [float(v) for v in (record.get("times") or {}).values() if v]

@@ -27,10 +27,10 @@ from . import aggregate as agg
 from .batches import ManifestError, Owners, batch_keys, list_batches
 from .json_cache import JsonCache
 from .ledger import LedgerRow, row_of_record, row_of_steps
-from .progress_parts import Counts, FinishedPart, finished_part, group_reason
+from .progress_parts import Counts, FinishedPart, finished_part
 from .session_index import Basis, SessionIndex, signature
 
-__all__ = ["Counts", "ProgressReader", "Snapshot", "group_reason"]
+__all__ = ["Counts", "ProgressReader", "Snapshot"]
 
 BULK = 8  # more new batches than this: their keys come from the shared key index
 
@@ -78,10 +78,6 @@ class ProgressReader:
         changed = pipeline.steps != self.pipeline.steps or pipeline.errors != self.pipeline.errors
         self.pipeline = pipeline
         return changed
-
-    def read(self, path: Path) -> Any | None:
-        """A JSON file of the folder (cached by mtime); None while missing or being replaced."""
-        return self._cache.get(path)
 
     # -- which batch holds which movie ---------------------------------------------------
     def _source(self, batch: str) -> tuple[Path, tuple[int, int]] | None:
@@ -152,9 +148,10 @@ class ProgressReader:
         counts.batches, counts.movies_batched = len(batches), len(self.keys.owner)
         snap = Snapshot(self.pipeline, counts, agg.Part())
         finished: list[FinishedPart] = []
+        common = (signature(self.pipeline.steps), signature(sorted(self.limits.items())))
         for batch in batches:
             source = sources[batch]
-            part = self._finished(batch, source) if source is not None else None
+            part = self._finished(batch, source, common) if source is not None else None
             if part is None:
                 self._count_running(snap, batch)
                 continue
@@ -162,8 +159,11 @@ class ProgressReader:
             part.add_to(counts)
         for name in set(self._parts) - set(batches):
             del self._parts[name]
-        running = agg.of_rows(snap.running, self.pipeline.names)
-        snap.part = agg.combine([self._combine_finished(finished), running])
+        done = self._combine_finished(finished)  # the same object while no batch finishes
+        if snap.running:
+            snap.part = agg.combine([done, agg.of_rows(snap.running, self.pipeline.names)])
+        else:
+            snap.part = done
         return snap
 
     def _combine_finished(self, parts: list[FinishedPart]) -> agg.Part:
@@ -172,9 +172,10 @@ class ProgressReader:
             self._combined = (ids, agg.combine(p.part for p in parts))
         return self._combined[1]
 
-    def _finished(self, batch: str, source: tuple[Path, tuple[int, int]]) -> FinishedPart | None:
-        basis = Basis(source[1], self.keys.superseded_in(batch), signature(self.pipeline.steps),
-                      signature(sorted(self.limits.items())))  # fmt: skip
+    def _finished(
+        self, batch: str, source: tuple[Path, tuple[int, int]], common: tuple[str, str]
+    ) -> FinishedPart | None:
+        basis = Basis(source[1], self.keys.superseded_in(batch), *common)
         memo = self._parts.get(batch)
         if memo is not None and memo.basis == basis:
             return memo
