@@ -27,6 +27,8 @@ import numpy as np
 import psutil
 import yaml
 
+MB = 1024**2
+
 REQUIRED_PROGRAMS = ("relion_run_motioncorr", "relion_autopick")
 
 
@@ -221,14 +223,27 @@ class Measured:
     peak_process_rss: int  # bytes, largest single process (sampled)
     returncode: int
     output: str = ""
+    # the tree at its peak sample: (RSS bytes, short command line) per process, largest first
+    peak_members: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
+def _label(member: psutil.Process) -> str:
+    """A short name for a process: its interpreter's module or script and first argument."""
+    try:
+        argv = member.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return "?"
+    words = [Path(a).name if "/" in a else a for a in argv[:5]]
+    return " ".join(words)[:90]
+
+
+def _tree_rss(proc: psutil.Process) -> tuple[int, int, list[tuple[int, psutil.Process]]]:
     total = biggest = 0
+    sizes: list[tuple[int, psutil.Process]] = []
     try:
         members = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, 0
+        return 0, 0, sizes
     for member in members:
         try:
             rss = member.memory_info().rss
@@ -236,7 +251,14 @@ def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
             continue
         total += rss
         biggest = max(biggest, rss)
-    return total, biggest
+        sizes.append((rss, member))
+    return total, biggest, sizes
+
+
+def peak_breakdown(m: Measured, top: int = 8) -> str:
+    """The processes of the tree at its peak sample, largest first (for a report note)."""
+    parts = [f"{label} {rss / MB:.0f}" for rss, label in m.peak_members[:top]]
+    return f"{len(m.peak_members)} processes, MB: " + "; ".join(parts)
 
 
 def measure(argv: Sequence[str], cwd: Path | None = None, interval: float = 0.02,
@@ -248,8 +270,11 @@ def measure(argv: Sequence[str], cwd: Path | None = None, interval: float = 0.02
                              else None, stdin=subprocess.DEVNULL, env=env)  # fmt: skip
     proc = psutil.Process(popen.pid)
     peak_tree = peak_one = 0
+    members: list[tuple[int, str]] = []
     while popen.poll() is None:
-        tree, one = _tree_rss(proc)
+        tree, one, sizes = _tree_rss(proc)
+        if tree > peak_tree:
+            members = sorted(((rss, _label(p)) for rss, p in sizes), reverse=True)
         peak_tree, peak_one = max(peak_tree, tree), max(peak_one, one)
         time.sleep(interval)
     seconds = time.perf_counter() - start
@@ -258,7 +283,7 @@ def measure(argv: Sequence[str], cwd: Path | None = None, interval: float = 0.02
         out.seek(0)
         text = out.read().decode(errors="replace")
         out.close()
-    return Measured(seconds, peak_tree, peak_one, popen.returncode, text)
+    return Measured(seconds, peak_tree, peak_one, popen.returncode, text, members)
 
 
 def check(m: Measured, what: str) -> None:

@@ -82,15 +82,23 @@ def probe(out: Path) -> int:
 
     me = psutil.Process()
     figures: dict[str, float] = {"rss_start": me.memory_info().rss / MB}
+    peaks: dict[str, float] = {}  # peak RSS so far after each step: where the peak is reached
+
+    def step(name: str) -> None:
+        peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     t = time.perf_counter()
     session = OtfSession(out, read_config(out / "config.yaml"), OtfOptions(once=True))
     figures["session_open_s"] = time.perf_counter() - t
+    step("open")
     t = time.perf_counter()
     session.scanner.scan()  # the feeder's first scan after a restart
     figures["feeder_scan_s"] = time.perf_counter() - t
+    step("feeder scan")
     t = time.perf_counter()
     snap = session.progress.snapshot()  # cold: the session index, then what it lacks
     figures["scan_cold_s"] = time.perf_counter() - t
+    step("cold snapshot")
     counts = snap.counts
     t = time.perf_counter()
     session.progress.snapshot()
@@ -98,6 +106,7 @@ def probe(out: Path) -> int:
     t = time.perf_counter()
     status = session.status()
     figures["status_warm_s"] = time.perf_counter() - t
+    step("status")
     # what the EMhub worker adds at every progress event: statistics and latency figures
     from emotf.session.ledger import figures as ledger_figures
     from emotf.views.stats import session_stats
@@ -107,9 +116,11 @@ def probe(out: Path) -> int:
     session_stats(snap.part, snap.pipeline)
     ledger_figures(snap.part, snap.pipeline.names)
     figures["event_stats_s"] = time.perf_counter() - t
+    step("event statistics")
     t = time.perf_counter()
     session.write_outputs(wait=True)  # session STARs + report (in a child process)
     figures["outputs_update_s"] = time.perf_counter() - t
+    step("outputs")
     figures["rss_worker"] = me.memory_info().rss / MB
     figures["maxrss_worker"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # side by side, after the RSS figures: a cold scan without the session index (a folder
@@ -136,7 +147,7 @@ def probe(out: Path) -> int:
         figures[f"{folder.lower()}_mb"] = size / MB
     index = out / ".emotf" / "index.jsonl"
     figures["index_mb"] = index.stat().st_size / MB if index.is_file() else 0.0
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "peaks": peaks}))
     return 0
 
 
@@ -228,7 +239,8 @@ def main() -> int:
     report.add("time per batch, first 10 batches", first, "s")
     report.add("time per batch, last 10 batches", last, "s",
                note=f"{last / first:.2f}x the first 10 (goal <= 1.20x)")  # fmt: skip
-    report.add("processing peak RSS (tree)", run.peak_tree_rss / MB, "MB", goal=1024)
+    report.add("processing peak RSS (tree)", run.peak_tree_rss / MB, "MB", goal=1024,
+               note=C.peak_breakdown(run))  # fmt: skip
     report.add(
         "no-op snakemake (all), wall",
         full.seconds,
@@ -254,7 +266,9 @@ def main() -> int:
     report.add("OtfSession open (reads manifests)", fig["session_open_s"], "s")
     report.add("worker RSS (OtfSession, scanned)", fig["rss_worker"], "MB", goal=300,
                note=f"{fig['rss_start']:.0f} MB after imports")  # fmt: skip
-    report.add("worker peak RSS", fig["maxrss_worker"], "MB", goal=300)
+    steps = ", ".join(f"{k} {v:.0f}" for k, v in fig["peaks"].items())
+    report.add("worker peak RSS", fig["maxrss_worker"], "MB", goal=300,
+               note=f"peak so far after each step, MB: {steps}")  # fmt: skip
     report.details = {"args": vars(args), "probe": fig, "noop_output_tail": full.output[-2000:]}
     report.print()
     report.write_json(args.json)
