@@ -255,6 +255,16 @@ def _tree_rss(proc: psutil.Process) -> tuple[int, int, list[tuple[int, psutil.Pr
     return total, biggest, sizes
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (the kernel's ``VmHWM``). Not ``getrusage``'s ``ru_maxrss``:
+    Linux carries that over from the parent at ``exec``, so a child of a (large) benchmark
+    process would report the benchmark's size as its own peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def peak_breakdown(m: Measured, top: int = 8) -> str:
     """The processes of the tree at its peak sample, largest first (for a report note)."""
     parts = [f"{label} {rss / MB:.0f}" for rss, label in m.peak_members[:top]]

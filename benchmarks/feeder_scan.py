@@ -86,9 +86,7 @@ def probe(out: Path) -> int:
     complete = session.scanner.scan()
     scanned = time.perf_counter() - t
     stats = session.raw_stats()
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = C.peak_rss_mb()
     print(json.dumps({"open_s": opened, "scan_s": scanned, "new": len(complete),
                       "movies": stats["movies"], "known": len(session.scanner.known),
                       "peak_rss_mb": peak}))  # fmt: skip

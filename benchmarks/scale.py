@@ -72,7 +72,6 @@ def batch_pace(out: Path) -> tuple[float, float]:
 def probe(out: Path) -> int:
     """In a fresh process: hold an OtfSession over ``out``, time its scans, print JSON."""
     import os
-    import resource
 
     import psutil
 
@@ -85,7 +84,7 @@ def probe(out: Path) -> int:
     peaks: dict[str, float] = {}  # peak RSS so far after each step: where the peak is reached
 
     def step(name: str) -> None:
-        peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peaks[name] = C.peak_rss_mb()
 
     t = time.perf_counter()
     session = OtfSession(out, read_config(out / "config.yaml"), OtfOptions(once=True))
@@ -122,7 +121,7 @@ def probe(out: Path) -> int:
     figures["outputs_update_s"] = time.perf_counter() - t
     step("outputs")
     figures["rss_worker"] = me.memory_info().rss / MB
-    figures["maxrss_worker"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["maxrss_worker"] = C.peak_rss_mb()
     # side by side, after the RSS figures: a cold scan without the session index (a folder
     # of an older version), and a read of every full record (what each STAR/report rewrite
     # did before they were kept incrementally)

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import _common as C
 
 from emotf.config import Config, build_config, write_config
 from emotf.fsutil import atomic_write_json
@@ -98,10 +98,10 @@ def add_batch(out: Path, batch: int, size: int) -> None:
 
 def _child(out: Path) -> tuple[float, int]:
     """Wall time and peak RSS (MB) of ``python -m emotf.outputs --no-report``."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "emotf.outputs", "--no-report", str(out)], check=True)
-    wall = time.perf_counter() - start
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    m = C.measure([sys.executable, "-m", "emotf.outputs", "--no-report", str(out)])
+    C.check(m, "emotf.outputs")
+    # sampled RSS, not RUSAGE_CHILDREN: Linux carries a parent's size into its child at exec
+    return m.seconds, m.peak_tree_rss // C.MB
 
 
 def measure(
