@@ -196,3 +196,41 @@ def test_workflow_copies_from_before_summaries_still_run(tmp_path: Path) -> None
     assert not (tmp_path / "Summary").exists()
     counts = ProgressReader(tmp_path).counts()
     assert (counts.done, counts.particles, counts.batches_done) == (1, 7, 1)
+
+
+def test_a_backlog_of_queued_batches_is_read_once(tmp_path: Path, monkeypatch) -> None:
+    """Batches waiting to run (a restart after an outage: hundreds of them) are read once,
+    not at every tick, and a step output that appears is counted at the next snapshot the
+    same as a fresh reader counts it."""
+    import emotf.session.progress as progress
+
+    for n in (1, 2, 3):
+        write_manifest(tmp_path, [entry(f"m{n}a"), entry(f"m{n}b")], n)
+    reads: list[str] = []
+    real = progress.read_json
+
+    def counting(path: Path) -> object:
+        reads.append(Path(path).parent.name)
+        return real(path)
+
+    monkeypatch.setattr(progress, "read_json", counting)
+    reader = ProgressReader(tmp_path)
+    first = reader.snapshot()
+    assert first.running == ["b000001", "b000002", "b000003"]
+    assert first.part.states == {"queued": 6} and first.counts.movies_batched == 6
+    reads.clear()
+    reader.snapshot()
+    assert reads == [], "queued batches were read again though nothing changed"
+
+    write_step(tmp_path / "Import" / "b000002" / "import.json", "import",
+               {"m2a": {"ok": True, "time": 7.0, "movie": "Movies/m2a"}}, "b000002")  # fmt: skip
+    later = reader.snapshot()
+    assert reads.count("batches") == 1, "only the batch with a new output is read again"
+    fresh = ProgressReader(tmp_path).snapshot()
+    assert later.counts.as_dict() == fresh.counts.as_dict()
+    assert later.counts.imported == 1 and later.part.states == {"queued": 5, "imported": 1}
+    assert sorted(later.part.latency["import"]) == [2.0]  # 7.0 - found 5.0
+    assert sorted(later.part.found) == sorted(fresh.part.found)
+    rows = {r.key: r.state for r in reader.rows()}
+    assert rows == {"m1a": "queued", "m1b": "queued", "m2a": "imported", "m2b": "queued",
+                    "m3a": "queued", "m3b": "queued"}  # fmt: skip

@@ -176,3 +176,28 @@ def write_state(pipeline: Pipeline, folder: Path, rejected: list[str], before: P
         atomic_write_text(path, text)
     except OSError as exc:  # a read-only folder: Snakemake reports the real problem
         log.warning("cannot record the pipeline state in %s: %s", path, exc)
+
+
+def rules_mark(out_dir: Path, config: dict[str, Any]) -> list[tuple[str, int]]:
+    """What decides a folder's pipeline: its rule files and the last parse's record, with
+    their mtimes (a change means the pipeline must be loaded again)."""
+    paths = [*rule_files(Path(out_dir) / "workflow", rule_dirs_of(config)), Path(out_dir) / STATE]
+    mark = []
+    for path in paths:
+        try:
+            mark.append((os.fspath(path), os.stat(path).st_mtime_ns))
+        except OSError:
+            mark.append((os.fspath(path), 0))
+    return mark
+
+
+def folder_settings(out_dir: Path) -> dict[str, Any]:
+    """The folder's config values that decide its pipeline (facility rule folders), read
+    without validation ({} if unreadable): readers of a folder must not fail on it."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(out_dir) / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}

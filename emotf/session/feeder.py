@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ class MovieScanner:
             prefix = f"{rel}/" if rel else ""
             sizes = listing.sizes or [-1] * len(listing.names)
             for name, size in zip(listing.names, sizes, strict=True):
-                key = prefix + name
+                key = sys.intern(prefix + name)  # one string per movie in every table
                 found[key] = max(found.get(key, -1), size)
         return found
 

@@ -42,6 +42,11 @@ class JsonCache:
         self._data[key] = (mtime, data)
         return data
 
+    def version(self, path: Path) -> float | None:
+        """The mtime of the content :meth:`get` last returned for ``path`` (None: none)."""
+        hit = self._data.get((os.fspath(path), False))
+        return hit[0] if hit is not None else None
+
     def drop(self, path: Path) -> None:
         for transformed in (False, True):
             self._data.pop((os.fspath(path), transformed), None)

@@ -22,12 +22,13 @@ from typing import Any
 
 from ..fsutil import read_json
 from ..pipeline import Pipeline, load_pipeline, upgrade_record
+from ..pipeline.load import folder_settings, rules_mark
 from ..steps.results import summarize
 from . import aggregate as agg
 from .batches import ManifestError, Owners, batch_keys, list_batches
 from .json_cache import JsonCache
 from .ledger import LedgerRow, row_of_record, row_of_steps
-from .progress_parts import Counts, FinishedPart, finished_part
+from .progress_parts import Counts, FinishedPart, RunningShare, finished_part
 from .session_index import Basis, SessionIndex, signature
 
 __all__ = ["Counts", "ProgressReader", "Snapshot"]
@@ -39,8 +40,8 @@ BULK = 8  # more new batches than this: their keys come from the shared key inde
 class Snapshot:
     pipeline: Pipeline
     counts: Counts
-    part: agg.Part  # finished batches' parts combined with the running batches' rows
-    running: list[LedgerRow] = field(default_factory=list)  # movies of running batches
+    part: agg.Part  # finished batches' parts combined with the running batches' shares
+    running: list[str] = field(default_factory=list)  # batches not finished (queued or running)
 
 
 class ProgressReader:
@@ -55,22 +56,23 @@ class ProgressReader:
     ) -> None:
         self.out_dir = Path(out_dir)
         self._cache = JsonCache()
-        config = _folder_config(self.out_dir) if config is None else config
-        self._mark = _rules_mark(self.out_dir, config)
+        config = folder_settings(self.out_dir) if config is None else config
+        self._mark = rules_mark(self.out_dir, config)
         self.pipeline = pipeline or load_pipeline(self.out_dir, config)
         self.limits: dict[str, Any] = dict(config.get("curation") or {})
         self.index = SessionIndex(self.out_dir)
         self.keys = Owners()
         self._parts: dict[str, FinishedPart] = {}
+        self._running: dict[str, RunningShare] = {}
         self._combined: tuple[tuple[int, ...], agg.Part] | None = None
 
     def refresh(self, config: dict[str, Any] | None = None) -> bool:
         """Reload the pipeline when a rule file was added, changed or rejected by the last
         Snakemake parse (staff add a step during a session); True if it changed. ``config``:
         the folder's configuration when the caller holds it (else read from the folder)."""
-        config = _folder_config(self.out_dir) if config is None else config
+        config = folder_settings(self.out_dir) if config is None else config
         self.limits = dict(config.get("curation") or {})
-        mark = _rules_mark(self.out_dir, config)
+        mark = rules_mark(self.out_dir, config)
         if mark == self._mark:
             return False
         self._mark = mark
@@ -102,7 +104,7 @@ class ProgressReader:
                 pass  # one is being written: each is read on its own below
         keys: dict[str, list[str]] = {}
         for batch in batches:
-            data = self._cache.get(self.out_dir / "batches" / f"{batch}.json")
+            data = _read(self.out_dir / "batches" / f"{batch}.json")  # not kept: immutable
             source = self._source(batch) if data is None else None
             if source is not None:  # a finished batch's summary holds the same keys
                 data = self._records_of(source[0])
@@ -148,22 +150,25 @@ class ProgressReader:
         counts.batches, counts.movies_batched = len(batches), len(self.keys.owner)
         snap = Snapshot(self.pipeline, counts, agg.Part())
         finished: list[FinishedPart] = []
+        shares: list[agg.Part] = []
         common = (signature(self.pipeline.steps), signature(sorted(self.limits.items())))
         for batch in batches:
             source = sources[batch]
             part = self._finished(batch, source, common) if source is not None else None
             if part is None:
-                self._count_running(snap, batch)
+                share = self._running_share(batch, common[0])
+                share.add_to(counts)
+                shares.append(share.part)
+                snap.running.append(batch)
                 continue
             finished.append(part)
             part.add_to(counts)
         for name in set(self._parts) - set(batches):
             del self._parts[name]
+        for name in set(self._running) - set(snap.running):
+            del self._running[name]
         done = self._combine_finished(finished)  # the same object while no batch finishes
-        if snap.running:
-            snap.part = agg.combine([done, agg.of_rows(snap.running, self.pipeline.names)])
-        else:
-            snap.part = done
+        snap.part = agg.combine([done, *shares]) if shares else done
         return snap
 
     def _combine_finished(self, parts: list[FinishedPart]) -> agg.Part:
@@ -190,29 +195,63 @@ class ProgressReader:
             self.index.put(batch, basis, part.as_json())
         for step in self.pipeline:  # read while the batch ran; not needed now
             self._cache.drop(self.out_dir / step.output_of(batch))
-        self._cache.drop(self.out_dir / "batches" / f"{batch}.json")
         self._parts[batch] = part
         return part
 
-    def _count_running(self, snap: Snapshot, batch: str) -> None:
-        owner = self.keys.owner
-        entries: dict[str, dict[str, Any]] = {}
+    def _running_share(self, batch: str, pipeline_sig: str) -> RunningShare:
+        """What a batch that has not finished adds: read again only when one of its step
+        outputs (or which of its movies it still holds) changed."""
+        paths = [self.out_dir / step.output_of(batch) for step in self.pipeline]
+        outputs = [self._cache.get(path, sticky=True) for path in paths]
+        stamp = (pipeline_sig, self.keys.holds(batch), self.keys.superseded_in(batch),
+                 *(self._cache.version(path) for path in paths))  # fmt: skip
+        memo = self._running.get(batch)
+        if memo is not None and memo.stamp == stamp:
+            return memo
+        share = RunningShare(stamp, agg.Part())
+        entries = self._step_entries(batch, outputs)
         for step in self.pipeline:
-            data = self._cache.get(self.out_dir / step.output_of(batch), sticky=True)
-            movies = {
-                k: m for k, m in (data or {}).get("movies", {}).items() if owner.get(k) == batch
-            }
-            entries[step.name] = movies
-            snap.counts.steps[step.count] += sum(1 for m in movies.values() if m.get("ok"))
+            ok = [m for m in entries[step.name].values() if m.get("ok")]
+            share.steps[step.count] += len(ok)
             for f in step.fields:
                 if f.total:
-                    snap.counts.totals[f.total] += sum(
-                        int(m.get(f.name) or 0) for m in movies.values() if m.get("ok")
-                    )
-        manifest = self._cache.get(self.out_dir / "batches" / f"{batch}.json")
-        for movie in (manifest or {}).get("movies", []):
-            if owner.get(movie["key"]) == batch:
-                snap.running.append(row_of_steps(self.pipeline, movie, entries))
+                    share.totals[f.total] += sum(int(m.get(f.name) or 0) for m in ok)
+        rows = self._running_rows(batch, entries)
+        if rows is None:
+            return share  # manifest unreadable right now: not kept, read again next tick
+        share.part = agg.of_rows(rows, self.pipeline.names)
+        self._running[batch] = share
+        return share
+
+    def _step_entries(
+        self, batch: str, outputs: list[Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Step name -> the entries of its output for the movies the batch still holds."""
+        if outputs is None:
+            outputs = [self._cache.get(self.out_dir / s.output_of(batch), sticky=True)
+                       for s in self.pipeline]  # fmt: skip
+        owner = self.keys.owner
+        return {
+            step.name: {
+                k: m for k, m in (data or {}).get("movies", {}).items() if owner.get(k) == batch
+            }
+            for step, data in zip(self.pipeline, outputs, strict=True)
+        }
+
+    def _running_rows(
+        self, batch: str, entries: dict[str, dict[str, Any]]
+    ) -> list[LedgerRow] | None:
+        """The rows of a batch's movies it still holds, from its manifest (read, not kept:
+        a backlog's manifests would otherwise stay in memory) and its step ``entries``."""
+        manifest = _read(self.out_dir / "batches" / f"{batch}.json")
+        if manifest is None:
+            return None
+        owner = self.keys.owner
+        return [
+            row_of_steps(self.pipeline, movie, entries)
+            for movie in manifest.get("movies", [])
+            if owner.get(movie["key"]) == batch
+        ]
 
     # -- whole-folder reads, for tools and tests (not used per tick) ----------------------
     def summaries(self) -> list[dict[str, Any]]:
@@ -239,34 +278,17 @@ class ProgressReader:
     def rows(self) -> list[LedgerRow]:
         """The ledger row of every batched movie (finished or running), with its attempts."""
         snap = self.snapshot()
-        rows = [row_of_record(r) for r in self.summaries()] + snap.running
+        rows = [row_of_record(r) for r in self.summaries()]
+        for batch in snap.running:
+            rows.extend(self._running_rows(batch, self._step_entries(batch)) or [])
         for row in rows:
             row.attempts = self.keys.held.get(row.key, 1)
         return rows
 
 
-def _rules_mark(out_dir: Path, config: dict[str, Any]) -> list[tuple[str, int]]:
-    """What decides the folder's pipeline: its rule files and the last parse's record."""
-    import os
-
-    from ..pipeline.load import STATE, rule_dirs_of, rule_files
-
-    paths = [*rule_files(out_dir / "workflow", rule_dirs_of(config)), out_dir / STATE]
-    mark = []
-    for path in paths:
-        try:
-            mark.append((os.fspath(path), os.stat(path).st_mtime_ns))
-        except OSError:
-            mark.append((os.fspath(path), 0))
-    return mark
-
-
-def _folder_config(out_dir: Path) -> dict[str, Any]:
-    """The folder's config values that decide its pipeline (facility rule folders)."""
-    import yaml
-
+def _read(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content; None while it is missing or being written."""
     try:
-        data = yaml.safe_load((out_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return dict(read_json(path))
+    except (OSError, ValueError):
+        return None

@@ -108,6 +108,24 @@ class FinishedPart:
             return None
 
 
+@dataclass
+class RunningShare:
+    """What one running (or queued) batch adds to a snapshot: its step counts and the part of
+    its rows, kept while the step outputs it was made from (``stamp``) are unchanged, so a
+    backlog of queued batches is read once, not at every tick."""
+
+    stamp: tuple[Any, ...]
+    part: agg.Part
+    steps: Counter[str] = field(default_factory=Counter)
+    totals: Counter[str] = field(default_factory=Counter)
+
+    def add_to(self, counts: Counts) -> None:
+        for label, n in self.steps.items():
+            counts.steps[label] = counts.steps.get(label, 0) + n
+        for label, n in self.totals.items():
+            counts.totals[label] = counts.totals.get(label, 0) + n
+
+
 def finished_part(
     basis: Basis,
     batch: str,
