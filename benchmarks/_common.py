@@ -225,6 +225,8 @@ class Measured:
     output: str = ""
     # the tree at its peak sample: (RSS bytes, short command line) per process, largest first
     peak_members: list[tuple[int, str]] = field(default_factory=list)
+    # the largest RSS each kind of process reached at any sample (bytes, by short label)
+    peak_by_label: dict[str, int] = field(default_factory=dict)
 
 
 def _label(member: psutil.Process) -> str:
@@ -281,10 +283,14 @@ def measure(argv: Sequence[str], cwd: Path | None = None, interval: float = 0.02
     proc = psutil.Process(popen.pid)
     peak_tree = peak_one = 0
     members: list[tuple[int, str]] = []
+    by_label: dict[str, int] = {}
     while popen.poll() is None:
         tree, one, sizes = _tree_rss(proc)
+        labelled = [(rss, _label(p)) for rss, p in sizes]
+        for rss, label in labelled:
+            by_label[label] = max(by_label.get(label, 0), rss)
         if tree > peak_tree:
-            members = sorted(((rss, _label(p)) for rss, p in sizes), reverse=True)
+            members = sorted(labelled, reverse=True)
         peak_tree, peak_one = max(peak_tree, tree), max(peak_one, one)
         time.sleep(interval)
     seconds = time.perf_counter() - start
@@ -293,7 +299,7 @@ def measure(argv: Sequence[str], cwd: Path | None = None, interval: float = 0.02
         out.seek(0)
         text = out.read().decode(errors="replace")
         out.close()
-    return Measured(seconds, peak_tree, peak_one, popen.returncode, text, members)
+    return Measured(seconds, peak_tree, peak_one, popen.returncode, text, members, by_label)
 
 
 def check(m: Measured, what: str) -> None:

@@ -263,12 +263,18 @@ def main() -> int:
                note=f"{fig['results_mb']:.1f} MB of Results/")  # fmt: skip
     report.add("feeder first raw-folder scan (MovieScanner)", fig["feeder_scan_s"], "s", goal=2)
     report.add("OtfSession open (reads manifests)", fig["session_open_s"], "s")
+    worker = max((v for k, v in run.peak_by_label.items() if " emotf run " in f" {k} "),
+                 default=0)  # fmt: skip
+    report.add("worker peak RSS during processing (emotf run, sampled)", worker / MB, "MB",
+               goal=300)  # fmt: skip
     report.add("worker RSS (OtfSession, scanned)", fig["rss_worker"], "MB", goal=300,
                note=f"{fig['rss_start']:.0f} MB after imports")  # fmt: skip
     steps = ", ".join(f"{k} {v:.0f}" for k, v in fig["peaks"].items())
     report.add("worker peak RSS", fig["maxrss_worker"], "MB", goal=300,
                note=f"peak so far after each step, MB: {steps}")  # fmt: skip
-    report.details = {"args": vars(args), "probe": fig, "noop_output_tail": full.output[-2000:]}
+    report.details = {"args": vars(args), "probe": fig, "noop_output_tail": full.output[-2000:],
+                      "processing_peak_by_process_mb": {k: v / MB for k, v in
+                                                        run.peak_by_label.items()}}  # fmt: skip
     report.print()
     report.write_json(args.json)
     return 0

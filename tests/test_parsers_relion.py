@@ -138,3 +138,22 @@ def test_accum_motion_boundary_frame_is_early() -> None:
     assert relion_accum_motion_px(shifts, 2.0) == (6.0, 1.0, 5.0)  # 2·2 = 4 ≤ 4: early
     assert relion_accum_motion_px(shifts, 1.0) == (6.0, 6.0, 0.0)  # 4·1 = 4: all early
     assert relion_accum_motion_px(shifts, 1.0, pre_exposure=2.5) == (6.0, 0.0, 6.0)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        REL / "FoilHole_8812_Data_8801_fractions_autopick.star",
+        REL / "FoilHole_8900_Data_8801_fractions_autopick.star",
+        REL / "FoilHole_1_autopick.star",
+        REL / "FoilHole_2_manualpick.star",
+        FIX / "cryolo" / "FoilHole_1.star",
+    ],
+    ids=lambda p: p.name,
+)
+def test_report_pick_centres_match_the_parser(path: Path) -> None:
+    """The report draws picks with a pandas-free reader: the same centres as the parser."""
+    from emotf.views.report import pick_centres
+
+    expected = [(p.x, p.y) for p in relion.read_coordinates_star(path)]
+    assert pick_centres(path) == expected

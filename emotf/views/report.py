@@ -27,11 +27,11 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from ..config import Config  # noqa: E402
 from ..fsutil import atomic_write_text, read_json  # noqa: E402
-from ..parsers.relion import read_coordinates_star  # noqa: E402
 from ..session.aggregate import Part  # noqa: E402
 from ..session.ledger import figures, latency_key  # noqa: E402
 from ..session.progress import ProgressReader, Snapshot  # noqa: E402
 from .made import MadeFiles  # noqa: E402
+from .star_text import read_loops  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,33 @@ def _image_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def pick_centres(path: Path) -> list[tuple[float, float]]:
+    """(x, y) of every pick in a coordinate STAR file, read without pandas (the report's
+    process stays small: it runs beside the Snakemake runs)."""
+    for loop in read_loops(path).values():
+        if "rlnCoordinateX" in loop.columns and "rlnCoordinateY" in loop.columns:
+            ix, iy = loop.columns.index("rlnCoordinateX"), loop.columns.index("rlnCoordinateY")
+            return [(float(r[ix]), float(r[iy])) for r in loop.rows if len(r) > max(ix, iy)]
+    return []
+
+
+def power_spectrum(data: np.ndarray[Any, Any], box: int = 2 * THUMB) -> np.ndarray[Any, Any]:
+    """log of the power spectrum averaged over non-overlapping ``box``-pixel tiles (centred):
+    Thon rings show with less noise than in one transform of the whole micrograph, and the
+    memory is a tile's, not a whole K3 micrograph's complex transform (~270 MB)."""
+    box = min(box, min(data.shape) // 2 * 2)
+    total = np.zeros((box, box))
+    tiles = 0
+    for y in range(0, data.shape[0] - box + 1, box):
+        for x in range(0, data.shape[1] - box + 1, box):
+            tile = np.asarray(data[y : y + box, x : x + box], dtype=np.float64)
+            total += np.abs(np.fft.fft2(tile - tile.mean())) ** 2
+            tiles += 1
+    spectrum = np.log1p(np.sqrt(np.fft.fftshift(total / max(tiles, 1))))
+    step = max(1, box // THUMB)
+    return spectrum.reshape(box // step, step, box // step, step).mean((1, 3))
+
+
 def thumbnails(folder: Path, record: dict[str, Any]) -> tuple[str, str]:
     """(micrograph with picks, power spectrum) as PNG data URIs."""
     raw = np.asarray(mrcfile.read(folder / record["micrograph"]), dtype=np.float32)
@@ -94,14 +121,10 @@ def thumbnails(folder: Path, record: dict[str, Any]) -> tuple[str, str]:
     )
     radius = max(3.0, 0.5 * diameter_px / step)
     if record.get("coordinates") and (folder / record["coordinates"]).is_file():
-        for pick in read_coordinates_star(folder / record["coordinates"]):
-            x, y = pick.x / step, pick.y / step
+        for px, py in pick_centres(folder / record["coordinates"]):
+            x, y = px / step, py / step
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=(0, 255, 0))
-    box = min(data.shape) // 2 * 2
-    crop = data[:box, :box]
-    spectrum = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(crop - crop.mean()))))
-    step_ps = max(1, box // THUMB)
-    spectrum = spectrum[::step_ps, ::step_ps]
+    spectrum = power_spectrum(data)
     lo, hi = np.percentile(spectrum, (5, 99.5))
     ps = np.clip((spectrum - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
     return _image_uri(mic), _image_uri(Image.fromarray(ps))
@@ -154,11 +177,13 @@ def recent_records(folder: Path, part: Part, recent: int) -> list[dict[str, Any]
     wanted = part.recent[-recent:]
     by_batch: dict[str, dict[str, Any]] = {}
     for batch in {b for _t, b, _k in wanted}:
+        keys = {k for _t, b, k in wanted if b == batch}
         try:
             data = read_json(folder / "Results" / f"{batch}.json")
         except (OSError, ValueError):
             continue  # being rewritten (a rerun): shown next time
-        by_batch[batch] = {m["key"]: m for m in data.get("movies", [])}
+        by_batch[batch] = {m["key"]: m for m in data.get("movies", []) if m["key"] in keys}
+        del data  # one batch's full records at a time
     found = [by_batch.get(b, {}).get(k) for _t, b, k in reversed(wanted)]
     return [r for r in found if r is not None and "micrograph" in r]
 
