@@ -69,6 +69,16 @@ def batch_pace(out: Path) -> tuple[float, float]:
     return (times[n] - times[0]) / n, (times[-1] - times[-1 - n]) / n
 
 
+def pace_by_tenth(out: Path) -> list[float]:
+    """Mean time per batch in each tenth of the session (from the times the summaries were
+    written): flat after the first runs' ramp if a batch's cost does not grow."""
+    times = sorted(p.stat().st_mtime for p in (out / "Summary").glob("b*.json"))
+    if len(times) < 20:
+        return []
+    edges = [round(i * (len(times) - 1) / 10) for i in range(11)]
+    return [(times[b] - times[a]) / (b - a) for a, b in zip(edges, edges[1:], strict=False)]
+
+
 def probe(out: Path) -> int:
     """In a fresh process: hold an OtfSession over ``out``, time its scans, print JSON."""
     import os
@@ -179,9 +189,16 @@ def main() -> int:
         "the folder's profile as shipped. The no-op runs always use the shipped profile.",
     )
     p.add_argument("--probe", help=argparse.SUPPRESS)
+    p.add_argument("--pace", metavar="FOLDER", help="print the per-batch times of a finished "
+                   "processing folder (e.g. one kept with --keep) and exit")  # fmt: skip
     args = p.parse_args()
     if args.probe:
         return probe(Path(args.probe))
+    if args.pace:
+        first, last = batch_pace(Path(args.pace))
+        tenths = pace_by_tenth(Path(args.pace))
+        print(json.dumps({"first10_s": first, "last10_s": last, "tenths_s": tenths}))
+        return 0
     C.require_programs()
     report = C.Report(f"Scale ({args.movies} movies, batches of {args.batch_size}, "
                       "recorded backends)")  # fmt: skip
@@ -215,6 +232,7 @@ def main() -> int:
         C.seed_profile(out, [])  # the no-op runs use the profile as shipped
         batches = sorted(p.stem for p in (out / "batches").glob("b*.json"))
         first, last = batch_pace(out)
+        tenths = pace_by_tenth(out)
         n_files = sum(1 for _ in out.rglob("*"))
 
         print("no-op snakemake, whole folder ...", flush=True)
@@ -238,6 +256,8 @@ def main() -> int:
     report.add("time per batch, first 10 batches", first, "s")
     report.add("time per batch, last 10 batches", last, "s",
                note=f"{last / first:.2f}x the first 10 (goal <= 1.20x)")  # fmt: skip
+    report.add("time per batch, per tenth of the session", max(tenths, default=float("nan")),
+               "s", note="max; all: " + ", ".join(f"{t:.2f}" for t in tenths))  # fmt: skip
     report.add("processing peak RSS (tree)", run.peak_tree_rss / MB, "MB", goal=1024,
                note=C.peak_breakdown(run))  # fmt: skip
     report.add(

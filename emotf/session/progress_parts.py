@@ -34,6 +34,13 @@ class Counts:
                 return int(values[name])
         raise AttributeError(name)
 
+    def add_steps(self, steps: Counter[str], totals: Counter[str]) -> None:
+        """Add movies per count label and totals (e.g. one batch's)."""
+        for label, n in steps.items():
+            self.steps[label] = self.steps.get(label, 0) + n
+        for label, n in totals.items():
+            self.totals[label] = self.totals.get(label, 0) + n
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "movies_batched": self.movies_batched,
@@ -68,10 +75,7 @@ class FinishedPart:
     reasons: Counter[str] = field(default_factory=Counter)
 
     def add_to(self, counts: Counts) -> None:
-        for label, n in self.steps.items():
-            counts.steps[label] = counts.steps.get(label, 0) + n
-        for label, n in self.totals.items():
-            counts.totals[label] = counts.totals.get(label, 0) + n
+        counts.add_steps(self.steps, self.totals)
         counts.done += self.done
         counts.failed += self.failed
         counts.batches_done += 1
@@ -120,10 +124,7 @@ class RunningShare:
     totals: Counter[str] = field(default_factory=Counter)
 
     def add_to(self, counts: Counts) -> None:
-        for label, n in self.steps.items():
-            counts.steps[label] = counts.steps.get(label, 0) + n
-        for label, n in self.totals.items():
-            counts.totals[label] = counts.totals.get(label, 0) + n
+        counts.add_steps(self.steps, self.totals)
 
 
 def finished_part(
