@@ -54,3 +54,40 @@ def test_report_at_most_every_interval_and_at_the_end(
     writer.update(wait=True)  # the last update of a session has the report
     reports = ["--no-report" not in argv for argv in Child.started]
     assert reports == [True, False, False, True, True]
+
+
+def test_results_signature_ignores_temp_files_and_vanished_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's temporary result file is renamed away at any moment, and a result removed
+    before a rerun can vanish between the listing and its stat: neither may stop the loop
+    (a 100,000-movie run died on ``.b000194.json.<random>.tmp``)."""
+    import os
+
+    results = tmp_path / "Results"
+    results.mkdir()
+    (results / "b000001.json").write_text("{}")
+    (results / ".b000002.json.x1y2.tmp").write_text("{")
+    (results / "b000003.json").write_text("{}")
+    real = os.scandir
+
+    class Vanishing:
+        """b000003.json is listed, then removed before it is stat'ed."""
+
+        def __init__(self, path: Any) -> None:
+            self._it = real(path)
+
+        def __enter__(self) -> Any:
+            entries = list(self._it)
+            (results / "b000003.json").unlink()
+            return iter(entries)
+
+        def __exit__(self, *exc: object) -> None:
+            self._it.close()
+
+    monkeypatch.setattr(output_writer.os, "scandir", Vanishing)
+    count, newest = output_writer.results_signature(tmp_path)
+    assert count == 1
+    assert newest == (results / "b000001.json").stat().st_mtime_ns
+    monkeypatch.setattr(output_writer.os, "scandir", real)
+    assert output_writer.results_signature(tmp_path / "nowhere") == (0, 0)

@@ -105,7 +105,10 @@ class Update:
             for entry in entries:
                 batch = entry.name.removesuffix(".json")
                 if entry.name.endswith(".json") and BATCH_RE.match(batch):
-                    info = entry.stat()
+                    try:
+                        info = entry.stat()
+                    except FileNotFoundError:
+                        continue  # removed for a rerun since the listing: not finished
                     finished[batch] = [info.st_size, info.st_mtime_ns]
         known = self.journal["parts"]
         order = []
