@@ -59,20 +59,22 @@ def write_tiny_session(session: Path, n_movies: int, per_square: int, frames: in
         (session / f"{base}_fractions.tiff").write_bytes(movie)
 
 
-def batch_pace(out: Path) -> tuple[float, float]:
-    """Mean time per batch over the first and the last 10 finished batches (from the times
-    their summaries were written)."""
-    times = sorted(p.stat().st_mtime for p in (out / "Summary").glob("b*.json"))
+def summary_times(out: Path) -> list[float]:
+    """When each finished batch's summary was written, in order."""
+    return sorted(p.stat().st_mtime for p in (out / "Summary").glob("b*.json"))
+
+
+def batch_pace(times: list[float]) -> tuple[float, float]:
+    """Mean time per batch over the first and the last 10 finished batches."""
     n = min(10, len(times) // 2)
     if n < 2:
         return float("nan"), float("nan")
     return (times[n] - times[0]) / n, (times[-1] - times[-1 - n]) / n
 
 
-def pace_by_tenth(out: Path) -> list[float]:
-    """Mean time per batch in each tenth of the session (from the times the summaries were
-    written): flat after the first runs' ramp if a batch's cost does not grow."""
-    times = sorted(p.stat().st_mtime for p in (out / "Summary").glob("b*.json"))
+def pace_by_tenth(times: list[float]) -> list[float]:
+    """Mean time per batch in each tenth of the session: flat after the first runs' ramp if
+    a batch's cost does not grow."""
     if len(times) < 20:
         return []
     edges = [round(i * (len(times) - 1) / 10) for i in range(11)]
@@ -195,8 +197,9 @@ def main() -> int:
     if args.probe:
         return probe(Path(args.probe))
     if args.pace:
-        first, last = batch_pace(Path(args.pace))
-        tenths = pace_by_tenth(Path(args.pace))
+        times = summary_times(Path(args.pace))
+        first, last = batch_pace(times)
+        tenths = pace_by_tenth(times)
         print(json.dumps({"first10_s": first, "last10_s": last, "tenths_s": tenths}))
         return 0
     C.require_programs()
@@ -231,8 +234,9 @@ def main() -> int:
         print(f"  {run.seconds:.0f} s", flush=True)
         C.seed_profile(out, [])  # the no-op runs use the profile as shipped
         batches = sorted(p.stem for p in (out / "batches").glob("b*.json"))
-        first, last = batch_pace(out)
-        tenths = pace_by_tenth(out)
+        times = summary_times(out)
+        first, last = batch_pace(times)
+        tenths = pace_by_tenth(times)
         n_files = sum(1 for _ in out.rglob("*"))
 
         print("no-op snakemake, whole folder ...", flush=True)

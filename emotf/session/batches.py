@@ -89,6 +89,29 @@ def list_batches(out_dir: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("b*.json") if BATCH_RE.match(p.stem))
 
 
+def result_stamps(out_dir: Path) -> dict[str, tuple[int, int]]:
+    """batch -> (size, mtime_ns) of every finished batch's ``Results/<batch>.json``. Only
+    batch results count: a job's temporary file (``.b000194.json.<random>.tmp``) is renamed
+    away at any moment, and a result Snakemake removes before a rerun may vanish between the
+    listing and its ``stat`` (then it is not finished)."""
+    stamps: dict[str, tuple[int, int]] = {}
+    try:
+        listing = os.scandir(Path(out_dir) / "Results")
+    except FileNotFoundError:
+        return stamps
+    with listing as entries:
+        for entry in entries:
+            batch = entry.name.removesuffix(".json")
+            if not (entry.name.endswith(".json") and BATCH_RE.match(batch)):
+                continue
+            try:
+                info = entry.stat()
+            except FileNotFoundError:
+                continue
+            stamps[batch] = (info.st_size, info.st_mtime_ns)
+    return stamps
+
+
 def read_manifest(path: Path) -> Manifest:
     try:
         data = read_json(path)
@@ -219,8 +242,7 @@ class Owners:
         self._reset()
 
     def _reset(self) -> None:
-        self.batches: list[str] = []
-        self._followed: set[str] = set()
+        self.batches: list[str] = []  # the folder's batches followed so far (a prefix of its list)
         self.owner: dict[str, str] = {}  # key -> newest batch holding it
         self.held: Counter[str] = Counter()  # key -> batches holding it
         self._superseded: dict[str, frozenset[str]] = {}
@@ -243,11 +265,11 @@ class Owners:
                 self.owner[key] = batch
                 self.held[key] += 1
             self.batches.append(batch)
-            self._followed.add(batch)
 
     def holds(self, batch: str) -> bool:
-        """True once ``batch``'s keys are followed (its manifest was read)."""
-        return batch in self._followed
+        """True once ``batch`` (one of the folder's batches) is followed: its keys were read.
+        The followed batches are a prefix of the folder's sorted list."""
+        return bool(self.batches) and batch <= self.batches[-1]
 
     def superseded_in(self, batch: str) -> frozenset[str]:
         """Keys of ``batch`` that a later batch holds."""

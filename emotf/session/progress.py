@@ -116,16 +116,15 @@ class ProgressReader:
     def _records_of(self, path: Path, slim: bool = True) -> dict[str, Any] | None:
         """A batch's records (full results are slimmed unless ``slim`` is false), completed
         by :func:`upgrade_record`; None while the file is being replaced."""
-        try:
-            data = read_json(path)
-        except (OSError, ValueError):
+        data = _read(path)
+        if data is None:
             return None
         if slim and path.parent.name == "Results":
             fields = self.pipeline.summary_fields()
             data = {**data, "movies": [summarize(m, fields) for m in data["movies"]]}
         for movie in data.get("movies", []):
             upgrade_record(movie)
-        return dict(data)
+        return data
 
     def owners(self, batches: list[str] | None = None) -> dict[str, str]:
         """Movie key → the last batch that holds it (``retry-failed`` re-queues a movie in a

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..session.batches import BATCH_RE
+from ..session.batches import result_stamps
 
 log = logging.getLogger(__name__)
 
@@ -25,25 +25,9 @@ REPORT_SECONDS = 60.0
 
 
 def results_signature(out_dir: Path) -> tuple[int, int]:
-    """(number of batch results, newest mtime): changes whenever a result appears or changes.
-    Only ``b<NNNNNN>.json`` count: a job's temporary file (``.b000194.json.<random>.tmp``) is
-    renamed away at any moment, and a result Snakemake removes before a rerun may vanish
-    between the listing and its ``stat``."""
-    count = newest = 0
-    try:
-        listing = os.scandir(Path(out_dir) / "Results")
-    except FileNotFoundError:
-        return 0, 0
-    with listing as entries:
-        for entry in entries:
-            if not (entry.name.endswith(".json") and BATCH_RE.match(entry.name[:-5])):
-                continue
-            try:
-                mtime = entry.stat().st_mtime_ns
-            except FileNotFoundError:
-                continue
-            count, newest = count + 1, max(newest, mtime)
-    return count, newest
+    """(number of batch results, newest mtime): changes whenever a result appears or changes."""
+    stamps = result_stamps(out_dir)
+    return len(stamps), max((mtime for _size, mtime in stamps.values()), default=0)
 
 
 class OutputWriter:

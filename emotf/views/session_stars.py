@@ -16,15 +16,13 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..config import Config
 from ..fsutil import publish
 from ..pipeline import load_pipeline
-from ..session.batches import BATCH_RE, Owners, batch_keys, list_batches
+from ..session.batches import Owners, batch_keys, list_batches, result_stamps
 from . import journal as jn
 from .assemble import Layout, head, plan, write_rows
 from .made import MadeFiles
@@ -99,17 +97,7 @@ class Update:
     # -- parts ------------------------------------------------------------------------
     def parts(self, batches: list[str]) -> list[str]:
         """Build the parts of batches finished (or rerun) since; the batches with parts."""
-        finished: dict[str, list[int]] = {}
-        results = self.out_dir / "Results"
-        with os.scandir(results) if results.is_dir() else _no_entries() as entries:
-            for entry in entries:
-                batch = entry.name.removesuffix(".json")
-                if entry.name.endswith(".json") and BATCH_RE.match(batch):
-                    try:
-                        info = entry.stat()
-                    except FileNotFoundError:
-                        continue  # removed for a rerun since the listing: not finished
-                    finished[batch] = [info.st_size, info.st_mtime_ns]
+        finished = {batch: list(stamp) for batch, stamp in result_stamps(self.out_dir).items()}
         known = self.journal["parts"]
         order = []
         for batch in batches:
@@ -247,11 +235,6 @@ class Update:
                 entry["rows"] + added,
             )
         self.journal["pending"] = {}
-
-
-@contextmanager
-def _no_entries() -> Iterator[list[os.DirEntry[str]]]:
-    yield []
 
 
 def update_session_stars(out_dir: Path, config: Config, rebuild: bool = False) -> dict[str, int]:
